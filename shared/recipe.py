@@ -1,0 +1,133 @@
+"""The training recipe every model Config inherits, and config validation.
+
+Every framework default that differs between Keras and PyTorch is written out here or in the model's
+Config, and both trainers read it from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import UserError
+
+
+@dataclass
+class Recipe:
+    """Training hyperparameters shared by every model (a model's Config adds its own)."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd"
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8  # torch's default; Keras' default is 1e-7, so it is written out
+    sgd_momentum: float = 0.9
+    weight_decay: float = 0.0  # decoupled (AdamW / SGDW style) in both frameworks
+    schedule: str = "cosine"  # "constant" | "cosine" | "inverse_sqrt"; stepped every optimizer step
+    warmup_steps: int = 0
+    grad_clip_norm: float = 0.0  # global L2 norm; 0 disables
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.optimizer not in ("adamw", "adam", "sgd"):
+            raise UserError(f"optimizer must be adamw, adam or sgd; found {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine", "inverse_sqrt"):
+            raise UserError(f"schedule must be constant, cosine or inverse_sqrt; found {self.schedule!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be > 0; found {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"label_smoothing must be in [0, 1); found {self.label_smoothing}")
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert a value (often a string from --set key=value) to the field's declared type."""
+    kind = _field_type(cls, name)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        kind = options[0]
+    origin = typing.get_origin(kind) or kind
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if origin is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if origin in (tuple, list):
+            if isinstance(value, str):
+                value = json.loads(value if value.startswith("[") else f"[{value}]")
+            inner = typing.get_args(kind)[0] if typing.get_args(kind) else None
+            items = [inner(v) if inner in (int, float, str) else v for v in value]
+            return origin(items)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise UserError(
+            f"config field {name!r} expects {getattr(kind, '__name__', kind)}; found {value!r}"
+        ) from None
+    return value
+
+
+def make_config(cls: type, overrides: dict[str, Any] | None = None) -> Any:
+    """Build and validate cls(**overrides); unknown fields and wrong types raise UserError."""
+    overrides = dict(overrides or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UserError(
+            f"unknown config field(s) {', '.join(unknown)} for {cls.__module__}.{cls.__name__}; "
+            f"known fields: {', '.join(sorted(names))}"
+        )
+    config = cls(**{k: _coerce(cls, k, v) for k, v in overrides.items()})
+    config.validate()
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a Config from config.json, tolerating fields added later with defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return make_config(cls, {k: v for k, v in values.items() if k in names})
+
+
+def parse_set_flags(items: list[str]) -> dict[str, str]:
+    """--set key=value pairs -> dict (types are applied by make_config)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value; found {item!r}")
+        out[key.strip()] = value.strip()
+    return out

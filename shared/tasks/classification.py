@@ -1,0 +1,83 @@
+"""Image classification: batches {image NHWC float32, label int64}, outputs {logits}."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.errors import UserError
+from shared.tasks import check_keys
+
+PRIMARY_METRIC = "accuracy"
+HIGHER_IS_BETTER = True
+
+
+def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, config.image_size, config.image_size, config.in_channels)
+    return {
+        "image": rng.standard_normal(shape).astype(np.float32),
+        "label": rng.integers(0, config.num_classes, size=batch_size).astype(np.int64),
+    }
+
+
+def check_batch(config, batch: dict) -> None:
+    check_keys(batch, {"image": ("f", 4)})
+    channels = batch["image"].shape[-1]
+    if channels != config.in_channels:
+        raise ValueError(
+            f"images have {channels} channel(s) (NHWC); the model expects in_channels={config.in_channels}"
+        )
+
+
+def image_stats(images: np.ndarray) -> dict:
+    scaled = images.astype(np.float64) / 255.0
+    axes = tuple(range(scaled.ndim - 1))
+    return {"mean": scaled.mean(axis=axes).tolist(), "std": np.maximum(scaled.std(axis=axes), 1e-6).tolist()}
+
+
+def normalize(images: np.ndarray, state: dict) -> np.ndarray:
+    """uint8 NHWC -> float32 NHWC, standardised with the training split's per-channel statistics."""
+    mean = np.asarray(state["mean"], np.float32)
+    std = np.asarray(state["std"], np.float32)
+    return ((images.astype(np.float32) / 255.0) - mean) / std
+
+
+def prepare(dataset, config, state: dict | None = None):
+    """DatasetDict(image uint8 NHWC, label) -> numpy splits, with statistics from the training split."""
+    splits = {name: dataset[name].with_format("numpy")[:] for name in dataset}
+    train_images = splits["train"]["image"] if "train" in splits else next(iter(splits.values()))["image"]
+    height, width, channels = train_images.shape[1:]
+    if channels != config.in_channels:
+        hint = "--set in_channels=3" if channels == 3 else f"--set in_channels={channels}"
+        raise UserError(
+            f"the data has {channels}-channel images but the model is configured for "
+            f"in_channels={config.in_channels}: pass {hint}"
+        )
+    if (height, width) != (config.image_size, config.image_size):
+        raise UserError(
+            f"the data has {height}x{width} images but the model is configured for image_size="
+            f"{config.image_size}: pass --set image_size={height}"
+        )
+    labels = np.concatenate([s["label"] for s in splits.values()])
+    if labels.max() >= config.num_classes:
+        raise UserError(
+            f"the data has label {int(labels.max())} but num_classes={config.num_classes}: "
+            f"pass --set num_classes={int(labels.max()) + 1}"
+        )
+    if state is None:
+        state = {"kind": "image_standardize", **image_stats(train_images)}
+    out = {
+        name: {"image": normalize(s["image"], state), "label": s["label"].astype(np.int64)}
+        for name, s in splits.items()
+    }
+    return out, state
+
+
+def metrics(outputs: dict, batch: dict) -> dict[str, float]:
+    from shared.metrics import accuracy, cross_entropy, top_k_accuracy
+
+    logits, labels = outputs["logits"], batch["label"]
+    result = {"accuracy": accuracy(logits, labels), "loss": cross_entropy(logits, labels)}
+    if logits.shape[-1] > 5:
+        result["top5_accuracy"] = top_k_accuracy(logits, labels, 5)
+    return result

@@ -1,0 +1,115 @@
+"""ModelSpec: the framework-free handle every tool and test uses to reach a model.
+
+Importing this module imports neither torch nor tensorflow; `build` imports the twin's module
+(and so its framework) only when asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FRAMEWORKS = ("torch", "keras")
+
+
+def framework_of(model: Any) -> str:
+    """'torch' or 'keras', read from the model's class hierarchy (imports nothing)."""
+    for cls in type(model).__mro__:
+        root = cls.__module__.split(".")[0]
+        if root == "torch":
+            return "torch"
+        if root in ("keras", "keras_hub"):
+            return "keras"
+    raise ValueError(f"expected a torch.nn.Module or a keras.Model, found {type(model).__name__}")
+
+
+def check_framework(fw: str) -> str:
+    if fw not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {fw!r}: expected one of {', '.join(FRAMEWORKS)}")
+    return fw
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the zoo. Everything here is framework-free; twins are imported lazily.
+
+    package:        the model folder as a module path ("zoo.vision.cnn"); it holds config.py,
+                    torch_impl.py and keras_impl.py.
+    config_cls:     the model's Config dataclass.
+    task:           the task's name ("classification", ...); shared.tasks holds its module.
+    extra_checks:   optional cross-framework checks beyond tier 1 (for example decoding identity),
+                    called as extra_checks(spec, config) -> list[shared.crosscheck.Check].
+    """
+
+    name: str
+    task: str
+    dataset: str
+    package: str
+    config_cls: type
+    extra_checks: Callable | None = field(repr=False, default=None)
+
+    @property
+    def task_module(self):
+        """The framework-free task module (shared.tasks.<task>): batches, data, metrics."""
+        from shared import tasks
+
+        return tasks.get(self.task)
+
+    def config(self, **overrides) -> Any:
+        """The model's Config with overrides applied; unknown fields or wrong types -> ValueError."""
+        from shared.recipe import make_config
+
+        return make_config(self.config_cls, overrides)
+
+    def impl(self, fw: str):
+        """The twin's module (imports that framework)."""
+        if check_framework(fw) == "torch":
+            importlib.import_module("shared.data.torch_data")  # guards torch + TensorFlow in one process
+        return importlib.import_module(f"{self.package}.{check_framework(fw)}_impl")
+
+    def build(self, fw: str, config: Any = None) -> Any:
+        config = self.config() if config is None else config
+        model = self.impl(fw).build_model(config)
+        model.zoo_config = config  # the Keras weight map and forward read it back
+        return model
+
+    def get_weights(self, model: Any) -> dict[str, np.ndarray]:
+        fw = framework_of(model)
+        if fw == "torch":
+            from shared.torch_weights import get_weights
+
+            return get_weights(model)
+        from shared.keras_weights import get_weights
+
+        return get_weights(model, self.impl("keras").weight_map(model.zoo_config))
+
+    def set_weights(self, model: Any, weights: dict[str, np.ndarray]) -> None:
+        fw = framework_of(model)
+        if fw == "torch":
+            from shared.torch_weights import set_weights
+
+            return set_weights(model, weights)
+        from shared.keras_weights import set_weights
+
+        return set_weights(model, self.impl("keras").weight_map(model.zoo_config), weights)
+
+    def example_batch(self, config: Any, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+        return self.task_module.example_batch(config, batch_size=batch_size, seed=seed)
+
+    def forward(self, model: Any, batch: dict[str, np.ndarray], training: bool = False) -> dict[str, np.ndarray]:
+        """Run the twin on a numpy batch; returns numpy outputs (logits, never probabilities)."""
+        fw = framework_of(model)
+        self.task_module.check_batch(model.zoo_config, batch)
+        if fw == "torch":
+            from shared.torch_weights import forward_numpy
+        else:
+            from shared.keras_weights import forward_numpy
+        return forward_numpy(self.impl(fw), model, batch, training)
+
+    def default_config_fields(self) -> dict[str, Any]:
+        return {f.name: f.default for f in dataclasses.fields(self.config_cls)}
