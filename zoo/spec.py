@@ -44,6 +44,8 @@ class ModelSpec:
     task:           the task's name ("classification", ...); shared.tasks holds its module.
     extra_checks:   optional cross-framework checks beyond tier 1 (for example decoding identity),
                     called as extra_checks(spec, config) -> list[shared.crosscheck.Check].
+    smoke_config /  a tiny CPU recipe for CI smoke trains: Config overrides, and keyword arguments
+    smoke_data:     for the default dataset's loader (for example a smaller generated set).
     """
 
     name: str
@@ -52,6 +54,9 @@ class ModelSpec:
     package: str
     config_cls: type
     extra_checks: Callable | None = field(repr=False, default=None)
+    # A few-second CPU training run for CI: Config overrides and keyword arguments for the dataset loader.
+    smoke_config: dict = field(default_factory=dict)
+    smoke_data: dict = field(default_factory=dict)
 
     @property
     def task_module(self):

@@ -56,14 +56,15 @@ names in safetensors): load them in either twin with `tools/evaluate.py CKPT --f
 """
 
 
-def train(spec, config, fw: str, *, data: str | None = None, out: str | Path, gpus: int = 0,
+def train(spec, config, fw: str, *, data: str | None = None, data_kwargs: dict | None = None, out: str | Path,
+          gpus: int = 0,
           threads: int | None = None, progress: bool = True, log_steps: bool = True, overwrite: bool = False) -> dict:
     """Train `spec` in framework `fw` with `config`; returns result.json's content."""
     data = data or spec.dataset
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"run folder {out} exists and is not empty: pass another --out or --overwrite")
-    dataset = load_data(data)
+    dataset = load_data(data, **(data_kwargs or {}))
     splits, state = spec.task_module.prepare(dataset, config)
     for required in ("train", "validation", "test"):
         if required not in splits:

@@ -9,4 +9,6 @@ SPEC = ModelSpec(
     dataset="mnist-5k",
     package=__name__,
     config_cls=Config,
+    smoke_config={"epochs": 1, "base_width": 8, "batch_size": 32, "image_size": 8, "warmup_steps": 0},
+    smoke_data={"dataset": "digits"},
 )
