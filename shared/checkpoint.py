@@ -125,7 +125,11 @@ def save(folder: str | Path, *, model_name: str, config: dict, weights: dict[str
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder holding one in checkpoint/."""
+    """A checkpoint folder, or a run folder holding one in checkpoint/, or a store URL (pulled into the cache)."""
+    from shared import hub
+
+    if hub.is_store_url(path):  # s3://bucket/zoo/vision-cnn/v1, hf://user/repo/vision-cnn, store/vision-cnn@v1
+        return hub.fetch(str(path))
     path = Path(path)
     if path.is_file():
         refuse_unsafe(path)
