@@ -52,3 +52,60 @@ def overlay_curves(curves: dict[str, list[float]], path: Path, title: str, ylabe
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def attention_heatmap(weights, source_tokens: list[str], target_tokens: list[str], path: Path,
+                      title: str) -> Path:
+    """Attention weights (target tokens x source tokens, rows sum to 1) as a heatmap with token labels."""
+    plt = _pyplot()
+    rows, cols = len(target_tokens), len(source_tokens)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * cols + 2.0), max(3.0, 0.35 * rows + 1.5)))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols), source_tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), target_tokens, fontsize=8)
+    ax.set_xlabel("source token")
+    ax.set_ylabel("generated token")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    ax.set_title(title if len(title) <= 80 else title[:77] + "...", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def segmentation_overlay(image, mask, steering_deg: float, path: Path, class_names: list[str],
+                         colours, alpha: float = 0.45, arrow_gain: float = 3.0) -> Path:
+    """A class mask blended over its image (class 0 left untinted; the mask is resized to the image with
+    nearest neighbours), a steering arrow from the bottom centre turned arrow_gain times the steering
+    angle (positive right) so that small angles show, and a legend. Pillow only, pixel-exact."""
+    import math
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = np.asarray(image, np.uint8)  # (H, W, 3)
+    height, width = image.shape[:2]
+    labels = np.asarray(Image.fromarray(np.asarray(mask, np.uint8)).resize((width, height), Image.Resampling.NEAREST))
+    tint = (labels > 0)[..., None] * float(alpha)  # (H, W, 1)
+    blended = image * (1 - tint) + np.asarray(colours, np.float32)[labels] * tint
+    canvas = Image.fromarray(np.clip(np.round(blended), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    theta = math.radians(max(-80.0, min(80.0, steering_deg * arrow_gain)))  # from straight ahead
+    x0, y0, length, line = width / 2, height - 3, 0.4 * height, max(2, height // 60)
+    x1, y1 = x0 + length * math.sin(theta), y0 - length * math.cos(theta)
+    draw.line([(x0, y0), (x1, y1)], fill=(255, 40, 40), width=line)
+    for side in (-1, 1):  # the arrow head: two strokes back from the tip at +-25 degrees
+        back = theta + math.pi + side * math.radians(25)
+        head = max(6, height // 16)
+        draw.line([(x1, y1), (x1 + head * math.sin(back), y1 - head * math.cos(back))], fill=(255, 40, 40), width=line)
+    font = ImageFont.load_default(size=max(10, height // 20))
+    text = f"steering {steering_deg:+.1f} deg (arrow x{arrow_gain:g})"
+    draw.text((4, 2), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    size = max(10, height // 20)
+    for row, c in enumerate(range(1, len(class_names))):
+        y = 4 + (row + 1) * (size + 4)
+        draw.rectangle([4, y, 4 + size, y + size], fill=tuple(int(v) for v in colours[c]), outline=(0, 0, 0))
+        draw.text((8 + size, y - 1), class_names[c], fill=(255, 255, 255), font=font, stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    canvas.save(path)
+    return path
