@@ -208,12 +208,7 @@ class Store:
     def publish(self, uploads: list[tuple[str, Path | bytes]], message: str) -> None:
         """Write uploads in order (rel path -> local file or bytes); hf:// writes them as one commit."""
         if self.hf:
-            from huggingface_hub import CommitOperationAdd
-
-            operations = [CommitOperationAdd(path_in_repo="/".join(p for p in (self.hf.prefix, rel) if p),
-                                             path_or_fileobj=str(src) if isinstance(src, Path) else src)
-                          for rel, src in uploads]
-            self.api.create_commit(self.hf.repo_id, operations, commit_message=message,
+            self.api.create_commit(self.hf.repo_id, hf_operations(self.hf, uploads), commit_message=message,
                                    repo_type=self.hf.repo_type, revision=self.hf.revision,
                                    parent_commit=self.commit)
             return
@@ -232,6 +227,14 @@ class Store:
             self.fs.pipe_file(staging, src)
         if staging != target:
             self.fs.mv(staging, target)
+
+
+def hf_operations(target: HfTarget, uploads: list[tuple[str, Path | bytes]]) -> list:
+    """The commit's operations: every upload under the store's prefix, in publishing order."""
+    from huggingface_hub import CommitOperationAdd
+
+    return [CommitOperationAdd(path_in_repo="/".join(p for p in (target.prefix, rel) if p),
+                               path_or_fileobj=str(src) if isinstance(src, Path) else src) for rel, src in uploads]
 
 
 def _hf_token() -> str | None:
@@ -526,6 +529,11 @@ def locate(url: str, options: dict | None = None) -> Version:
     if index is None and folder is not None:  # a bare checkpoint folder, not in a store
         raw = folder.read("manifest.json")
         return Version(folder, name, version, None, raw, check_manifest(raw, f"{url}/manifest.json"))
+    if index is None and version is None and "@" not in name:  # <store>/<name>/<version> without a manifest?
+        grand, parent = _split(store.url)
+        upper = Store(grand, options)
+        if (upper_index := upper.read_index()) is not None:
+            store, index, name, version = upper, upper_index, parent, name
     if index is None:
         raise UserError(f"no zoo store at {store.url} (no index.json): check the URL; `tools/hub.py push` creates one")
     model = index["models"].get(name)

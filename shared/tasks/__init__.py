@@ -40,3 +40,13 @@ def check_keys(batch: dict, required: dict[str, tuple[str, int | None]]) -> None
             raise ValueError(f"batch[{key!r}] has dtype {array.dtype}; expected kind {kind!r}")
         if rank is not None and array.ndim != rank:
             raise ValueError(f"batch[{key!r}] has shape {array.shape}; expected {rank} dimensions")
+
+
+def load_state(spec, checkpoint: dict):
+    """The preprocessing state saved with a checkpoint (the task may read extra files such as tokenizers)."""
+    from shared.checkpoint import read_json
+
+    task = spec.task_module
+    if hasattr(task, "load_state"):
+        return task.load_state(checkpoint)
+    return read_json(checkpoint, "preprocessing.json")

@@ -65,7 +65,8 @@ def prepare(dataset, config, state: dict | None = None):
             f"pass --set num_classes={int(labels.max()) + 1}"
         )
     if state is None:
-        state = {"kind": "image_standardize", **image_stats(train_images)}
+        names = dataset["train"].features["label"].names if "train" in dataset else None
+        state = {"kind": "image_standardize", "class_names": names, **image_stats(train_images)}
     out = {
         name: {"image": normalize(s["image"], state), "label": s["label"].astype(np.int64)}
         for name, s in splits.items()
@@ -81,3 +82,33 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     if logits.shape[-1] > 5:
         result["top5_accuracy"] = top_k_accuracy(logits, labels, 5)
     return result
+
+
+def load_image(path: str, config) -> np.ndarray:
+    """An image file of any size/mode -> uint8 (H, W, C) converted as the training data was."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if config.in_channels == 1 else "RGB")
+            if img.size != (config.image_size, config.image_size):
+                img = img.resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise UserError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
+    """Print the top-k classes with probabilities for each image file."""
+    from shared.metrics import softmax
+
+    class_names = state.get("class_names") or [str(i) for i in range(config.num_classes)]
+    images = normalize(np.stack([load_image(p, config) for p in inputs]), state)
+    probs = softmax(spec.forward(model, {"image": images}, training=False)["logits"])
+    k = min(int(options.get("top_k", 5)), config.num_classes)
+    for path, p in zip(inputs, probs):
+        top = np.argsort(-p)[:k]
+        print(f"{path}: " + ", ".join(f"{class_names[i]} {p[i]:.3f}" for i in top))

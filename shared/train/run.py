@@ -115,7 +115,7 @@ def train(spec, config, fw: str, *, data: str | None = None, data_kwargs: dict |
     plots.training_curves(steps, logger.rows, out / "curves.png", f"{spec.name} in {fw} on {data}")
     logger.close()
 
-    meta = {"framework": fw, "data": data, "epochs": config.epochs, "seed": config.seed,
+    meta = {"framework": fw, "data": data, "data_kwargs": data_kwargs or {}, "epochs": config.epochs, "seed": config.seed,
             "recipe": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
             "metrics": {"test": test, "validation": logger.rows[-1] if logger.rows else {}},
             "train_seconds": train_seconds, "epoch_seconds": epoch_seconds, "device": str(device)}
@@ -124,8 +124,8 @@ def train(spec, config, fw: str, *, data: str | None = None, data_kwargs: dict |
     ckpt = checkpoint.save(out / "checkpoint", model_name=spec.name, config=config_to_dict(config),
                            weights=spec.get_weights(session.model), meta=meta, extra_files=extra,
                            card=model_card(spec, config, fw, data, test, config.epochs))
-    result = {"model": spec.name, "framework": fw, "data": data, "test": test, "train_seconds": train_seconds,
-              "epoch_seconds": epoch_seconds, "checkpoint": str(ckpt), "curves": str(out / "curves.png"),
+    result = {"model": spec.name, "framework": fw, "data": data, "test": test, "steps": session.step,
+              "train_seconds": train_seconds, "epoch_seconds": epoch_seconds, "checkpoint": str(ckpt), "curves": str(out / "curves.png"),
               "tensorboard": str(out / "tensorboard"), "run": str(out)}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -99,7 +99,7 @@ class ResNet(nn.Module):
                     nn.init.zeros_(last_bn.weight)
 
     def forward(self, image):
-        x = image.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        x = image.permute(0, 3, 1, 2).contiguous()  # (B, H, W, C) -> (B, C, H, W)
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, C', H/8, W/8) small stem
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # (B, C')

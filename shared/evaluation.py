@@ -1,0 +1,29 @@
+"""Evaluate a checkpoint in either framework (what tools/evaluate.py runs)."""
+
+from __future__ import annotations
+
+from shared.errors import UserError
+
+
+def evaluate_checkpoint(path: str, fw: str, data: str | None = None, split: str = "test", threads: int | None = None):
+    """Metrics of a checkpoint on a split, computed by framework-free code from the twin's numpy outputs."""
+    import importlib
+
+    from shared import checkpoint, tasks
+    from shared.data import load as load_data
+    from shared.metrics import evaluate_arrays
+
+    ckpt = checkpoint.load(path)  # verify before importing any framework
+    trainer = importlib.import_module(f"shared.train.{fw}_trainer")
+    trainer.setup(0, threads, 0)
+    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    state = tasks.load_state(spec, ckpt)
+    # By default the data the checkpoint was trained on, generated with the same loader arguments.
+    kwargs = ckpt["meta"].get("data_kwargs", {}) if data is None else {}
+    data = data or ckpt["meta"].get("data") or spec.dataset
+    splits, _ = spec.task_module.prepare(load_data(data, **kwargs), config, state)
+    if split not in splits:
+        raise UserError(f"dataset {data} has no split {split!r}; it has {', '.join(splits)}")
+    metrics = evaluate_arrays(spec, model, splits[split], config, config.eval_batch_size)
+    return {"model": spec.name, "framework": fw, "trained_in": ckpt["meta"].get("framework"), "data": data,
+            "split": split, "metrics": metrics, "checkpoint": str(ckpt["folder"])}

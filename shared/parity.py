@@ -1,0 +1,388 @@
+"""Tier-2 cross-framework parity: both twins trained with the same recipe, compared step by step.
+
+Both twins start from the same canonical initial weights (the torch twin's init, sent to Keras), consume
+the same batches (shared/data/iterator.py) and follow the same schedule (shared/train/schedule.py). Each
+step records both twins' loss, gradient global norm and learning rate; the end records the task's test
+metrics. K seeds give a mean and a standard deviation per framework.
+
+    report = run_parity(spec, config, steps=200, seeds=3)   # JSON-able dict; report["passed"]
+    write_report(report, "runs/parity/vision-cnn")          # parity.json, parity.md, loss_overlay.png
+    update_card(report)                                     # "## Parity" in zoo/<model>/README.md
+    update_summary()                                        # every model's row in the top README.md
+
+Finding the first divergence: once the two trajectories part beyond tolerance, each step is probed: the
+Keras twin's loss and gradients are recomputed at the torch twin's weights on that step's batch. At
+identical weights float32 drift drops out, so the first probe that still differs names the step and the
+tensor where a bug enters; if none differs, the update (optimizer, decay, clipping) or drift parted them.
+
+Framework-free: the frameworks are reached through the spec and the trainers' loss_and_grads /
+make_optimizer, as in shared/crosscheck.py, and imported only when a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.crosscheck import GRAD_RTOL, Check, compare_dicts, no_dropout
+from shared.errors import UserError
+
+# Tolerances: set here only, and stated in every report.
+EARLY_STEPS = 20  # the first steps, compared with dropout off:
+EARLY_LOSS_RTOL = 1e-4  # loss per step, |torch - keras| / |torch|: float32 rounding, nothing more
+EARLY_GRAD_NORM_RTOL = 1e-4  # gradient global norm per step, relative
+LR_RTOL = 1e-6  # the learning rate at every step (Keras holds it in a float32 variable: ~6e-8)
+CURVE_WINDOW = 0.05  # whole run: each loss curve is a trailing mean over 5% of the steps (at least 5),
+CURVE_BAND = 0.05  # and the two stay within 5% of max(smoothed loss, 5% of the starting loss)
+METRIC_SPREAD = 2.0  # final primary metric: |mean_torch - mean_keras| <= 2 pooled seed std devs,
+METRIC_FLOOR = 0.01  # or 1% of the metric's size, whichever is larger (one seed has no spread)
+PROBE_LIMIT = 32  # steps probed at identical weights per run before the search stops
+
+CARD_HEADING = "## Parity"
+TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"
+SUMMARY_TAG = "parity-summary"  # a hidden JSON line in the card, read back for the top README's table
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Injection:
+    """A deliberate bug, to test the search: the Keras gradient of `tensor` times `scale` from `step` on."""
+
+    step: int
+    tensor: str
+    scale: float = 1.5
+
+
+def data_source(spec, smoke: bool = False) -> tuple[str, dict]:
+    """(dataset name, loader kwargs): the model's default data, or its small smoke data."""
+    kwargs = dict(spec.smoke_data) if smoke else {}
+    return kwargs.pop("dataset", spec.dataset), kwargs
+
+
+def has_dropout(config) -> bool:
+    return any("dropout" in f.name and getattr(config, f.name) for f in dataclasses.fields(config))
+
+
+def rel(reference: float, other: float) -> float:
+    return abs(reference - other) / max(abs(reference), 1e-12)
+
+
+def global_norm(grads: dict[str, np.ndarray]) -> float:
+    return float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values())))
+
+
+def gradient_floor(grads: dict[str, np.ndarray]) -> float:
+    # The tier-1 rule: each tensor relative to its own scale, floored at 1% of the largest gradient.
+    return max(0.01 * max((float(np.max(np.abs(g))) for g in grads.values() if g.size), default=0.0), 1e-12)
+
+
+class Twins:
+    """Both twins of one seed, stepped in lockstep on the same batches with the same learning rates."""
+
+    def __init__(self, spec, config, total_steps: int, probes: int = 0, inject: Injection | None = None):
+        import keras
+        import torch
+
+        from shared.train import keras_trainer, torch_trainer
+
+        self.spec, self.config, self.total_steps, self.inject = spec, config, total_steps, inject
+        self.t_impl, self.k_impl = spec.impl("torch"), spec.impl("keras")
+        torch.manual_seed(config.seed)
+        keras.utils.set_random_seed(config.seed)
+        self.torch_model, self.keras_model = spec.build("torch", config), spec.build("keras", config)
+        spec.set_weights(self.keras_model, spec.get_weights(self.torch_model))  # the canonical init
+        self.rows = self.k_impl.weight_map(config)
+        self.t_opt = torch_trainer.make_optimizer(self.torch_model, config)
+        self.k_opt = keras_trainer.make_optimizer(config)
+        self.probes_left, self.scratch = probes, None  # scratch: the Keras model probes load, built on demand
+        self.found = False  # a probe found a difference at identical weights: stop probing
+        self.seconds = {"torch": 0.0, "keras": 0.0}
+
+    def keras_loss_and_grads(self, model, batch: dict, step: int) -> tuple[float, dict]:
+        from shared.train import keras_trainer
+
+        loss, grads = keras_trainer.loss_and_grads(self.k_impl, model, batch, self.config)
+        if self.inject and step >= self.inject.step:
+            path = next((r.keras[0] for r in self.rows if r.canonical == (self.inject.tensor,) and len(r.keras) == 1),
+                        None)
+            if path is None:
+                raise ValueError(f"inject: {self.inject.tensor!r} is not a canonical tensor held in one Keras variable")
+            grads[path] = grads[path] * self.inject.scale
+        return loss, grads
+
+    def step(self, step: int, batch: dict) -> dict:
+        """One optimizer step of each twin; returns what both recorded (and a probe if they parted)."""
+        import keras
+        import torch
+
+        from shared.keras_weights import grads_to_canonical
+        from shared.train import torch_trainer
+        from shared.train.schedule import lr_at
+
+        lr = lr_at(self.config, step, self.total_steps)
+        start = time.perf_counter()
+        for group in self.t_opt.param_groups:
+            group["lr"] = lr
+        t_loss, t_grads = torch_trainer.loss_and_grads(self.t_impl, self.torch_model, batch, self.config)
+        torch_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        self.k_opt.learning_rate.assign(lr)
+        k_loss, k_by_path = self.keras_loss_and_grads(self.keras_model, batch, step)
+        keras_seconds = time.perf_counter() - start
+
+        k_grads = grads_to_canonical(self.keras_model, self.rows, k_by_path)
+        grads = compare_dicts("gradients", t_grads, k_grads, GRAD_RTOL, relative_floor=gradient_floor(t_grads))
+        record = {"step": step, "lr_torch": self.t_opt.param_groups[0]["lr"],
+                  "lr_keras": float(keras.ops.convert_to_numpy(self.k_opt.learning_rate)),
+                  "loss_torch": t_loss, "loss_keras": k_loss,
+                  "grad_norm_torch": global_norm(t_grads), "grad_norm_keras": global_norm(k_grads),
+                  "grad_error": grads.max_error, "grad_error_at": grads.detail.removeprefix("worst: ")}
+        parted = rel(t_loss, k_loss) > EARLY_LOSS_RTOL or grads.max_error > GRAD_RTOL
+        if parted and self.probes_left > 0 and not self.found:
+            record["probe"] = self.probe(step, batch, t_loss, t_grads)
+            self.probes_left -= 1
+            self.found = record["probe"]["forward_differs"] or bool(record["probe"]["beyond"])
+
+        start = time.perf_counter()
+        if self.config.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.torch_model.parameters(), self.config.grad_clip_norm)
+        self.t_opt.step()
+        self.seconds["torch"] += torch_seconds + time.perf_counter() - start
+        start = time.perf_counter()
+        variables = [v for v in self.keras_model.trainable_variables if v.path in k_by_path]
+        self.k_opt.apply_gradients([(k_by_path[v.path], v) for v in variables])
+        self.seconds["keras"] += keras_seconds + time.perf_counter() - start
+        return record
+
+    def probe(self, step: int, batch: dict, t_loss: float, t_grads: dict) -> dict:
+        """The Keras twin's loss and gradients at the torch twin's weights (before this step's update)."""
+        from shared.keras_weights import grads_to_canonical
+
+        if self.scratch is None:
+            self.scratch = self.spec.build("keras", self.config)
+        torch_weights, keras_weights = self.spec.get_weights(self.torch_model), self.spec.get_weights(self.keras_model)
+        self.spec.set_weights(self.scratch, torch_weights)
+        k_loss, k_by_path = self.keras_loss_and_grads(self.scratch, batch, step)
+        k_grads = grads_to_canonical(self.scratch, self.rows, k_by_path)
+        floor = gradient_floor(t_grads)
+        errors = {n: compare_dicts(n, {n: g}, {n: k_grads[n]} if n in k_grads else {}, GRAD_RTOL, floor).max_error
+                  for n, g in t_grads.items()}  # canonical order, which follows the forward pass
+        beyond = [[n, e] for n, e in errors.items() if e > GRAD_RTOL]
+        params = compare_dicts("parameters", {n: torch_weights[n] for n in t_grads},
+                               {n: keras_weights[n] for n in t_grads}, GRAD_RTOL)
+        return {"step": step, "loss_error": rel(t_loss, k_loss), "forward_differs": rel(t_loss, k_loss) > EARLY_LOSS_RTOL,
+                "gradient_error": max(errors.values(), default=0.0), "beyond": beyond,
+                # A gradient error enters at one layer and flows toward the input: the tensor beyond
+                # tolerance nearest the output (last in definition order) is where to look first.
+                "layer": beyond[-1][0] if beyond else None,
+                "parameter_error": params.max_error, "parameter_error_at": params.detail.removeprefix("worst: ")}
+
+
+def first_divergence(records: list[dict]) -> dict | None:
+    """Where the twins part (first step beyond tolerance) and what the probes at identical weights found."""
+    parted = next((r for r in records if rel(r["loss_torch"], r["loss_keras"]) > EARLY_LOSS_RTOL
+                   or r["grad_error"] > GRAD_RTOL), None)
+    if parted is None:
+        return None
+    probes = [r["probe"] for r in records if "probe" in r]
+    found = next((p for p in probes if p["forward_differs"] or p["beyond"]), None)
+    out = {"parted_at": parted["step"], "loss_error": rel(parted["loss_torch"], parted["loss_keras"]),
+           "grad_error": parted["grad_error"], "grad_error_at": parted["grad_error_at"],
+           "probed_steps": [p["step"] for p in probes], "step": None, "layer": None}
+    if found and found["forward_differs"]:
+        out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
+                "cause": f"at step {found['step']} the losses differ at identical weights (relative "
+                         f"{found['loss_error']:.1e}): the forward pass differs on this batch"}
+    elif found:
+        out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
+                "cause": f"at step {found['step']} the gradients differ at identical weights: "
+                         f"{len(found['beyond'])} tensor(s) beyond {GRAD_RTOL:.0e}, nearest the output "
+                         f"{found['layer']}"}
+    elif probes:
+        first = probes[0]
+        out["cause"] = (f"every probed step ({len(probes)}) has equal losses and gradients at identical weights: "
+                        "the update (optimizer, weight decay, clipping) differs or float32 drift grew; before step "
+                        f"{first['step']} the parameters differ by {first['parameter_error']:.1e} "
+                        f"(worst {first['parameter_error_at']})")
+    else:
+        out["cause"] = "not probed (dropout on): rerun with every *dropout field set to 0 to search"
+    return out
+
+
+def train_lockstep(spec, config, splits: dict, steps: int, total_steps: int, *, diagnose: bool,
+                   inject: Injection | None = None, evaluate: bool = True) -> dict:
+    """`steps` lockstep steps of both twins (schedule over `total_steps`), then their test metrics."""
+    from shared.data.iterator import BatchIterator
+    from shared.metrics import evaluate_arrays
+
+    twins = Twins(spec, config, total_steps, probes=PROBE_LIMIT if diagnose else 0, inject=inject)
+    iterator = BatchIterator(splits["train"], config.batch_size, seed=config.seed, drop_last=True)
+    batches = itertools.chain.from_iterable(iterator.batches(epoch) for epoch in itertools.count())
+    start = time.perf_counter()
+    records = [twins.step(step, batch) for step, batch in zip(range(steps), batches)]
+    out = {"seed": config.seed, "records": records, "train_seconds": dict(twins.seconds),
+           "wall_seconds": time.perf_counter() - start,
+           "first_divergence": first_divergence(records) if diagnose else None}
+    if evaluate:
+        models = {"torch": twins.torch_model, "keras": twins.keras_model}
+        out["test"] = {fw: evaluate_arrays(spec, m, splits["test"], config, config.eval_batch_size)
+                       for fw, m in models.items()}
+    return out
+
+
+def _worst(runs: list[dict], key: str, error) -> tuple[float, str]:
+    """The largest error(record) over every run's records[key], with where it happened."""
+    worst, where = 0.0, "no steps"
+    for run in runs:
+        for r in run[key]:
+            if error(r) > worst or where == "no steps":
+                worst, where = error(r), f"seed {run['seed']} step {r['step']}"
+    return worst, where
+
+
+def curve_band(records: list[dict]) -> tuple[float, int]:
+    window = max(5, round(CURVE_WINDOW * len(records)))
+    t = smooth([r["loss_torch"] for r in records], window)
+    k = smooth([r["loss_keras"] for r in records], window)
+    scale = np.maximum(np.maximum(np.abs(t), np.abs(k)), 0.05 * abs(t[0]))
+    errors = np.abs(t - k) / np.maximum(scale, 1e-12)
+    return float(errors.max()), int(errors.argmax())
+
+
+def smooth(values: list[float], window: int) -> np.ndarray:
+    """Trailing mean over `window` steps (shorter at the start)."""
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, np.float64)]))
+    ends = np.arange(1, len(values) + 1)
+    return (sums[ends] - sums[np.maximum(ends - window, 0)]) / (ends - np.maximum(ends - window, 0))
+
+
+def metric_summary(runs: list[dict]) -> dict:
+    """Per test metric: mean, std (over seeds) and values per framework, and keras - torch."""
+    out = {}
+    for name in runs[0]["test"]["torch"]:
+        entry = {}
+        for fw in ("torch", "keras"):
+            values = [float(r["test"][fw][name]) for r in runs]
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            entry[fw] = {"mean": float(np.mean(values)), "std": std, "values": values}
+        pooled = float(np.sqrt((entry["torch"]["std"] ** 2 + entry["keras"]["std"] ** 2) / 2))
+        size = max(abs(entry["torch"]["mean"]), abs(entry["keras"]["mean"]))
+        entry["difference"] = entry["keras"]["mean"] - entry["torch"]["mean"]
+        entry["tolerance"] = max(METRIC_SPREAD * pooled, METRIC_FLOOR * size, 1e-9)
+        out[name] = entry
+    return out
+
+
+def compare(runs: list[dict], task) -> tuple[list[Check], dict]:
+    """The parity checks over all seeds, and the metric summary."""
+    early = [{"seed": r["seed"], "records": r["early_records"]} for r in runs]
+    loss_err, loss_at = _worst(early, "records", lambda r: rel(r["loss_torch"], r["loss_keras"]))
+    norm_err, norm_at = _worst(early, "records", lambda r: rel(r["grad_norm_torch"], r["grad_norm_keras"]))
+    lr_err, lr_at_ = _worst(runs + early, "records", lambda r: rel(r["lr_torch"], r["lr_keras"]))
+    band = [(curve_band(r["records"]), r["seed"]) for r in runs]
+    (band_err, band_step), band_seed = max(band)
+    metrics = metric_summary(runs)
+    if task.PRIMARY_METRIC not in metrics:
+        raise ValueError(f"the task's metrics {', '.join(metrics)} lack its PRIMARY_METRIC {task.PRIMARY_METRIC!r}")
+    m = metrics[task.PRIMARY_METRIC]
+    n = len(early[0]["records"])
+    checks = [
+        Check(f"early_loss_first_{n}_steps", loss_err, EARLY_LOSS_RTOL, loss_err <= EARLY_LOSS_RTOL,
+              f"dropout off, relative, worst at {loss_at}"),
+        Check(f"early_grad_norm_first_{n}_steps", norm_err, EARLY_GRAD_NORM_RTOL, norm_err <= EARLY_GRAD_NORM_RTOL,
+              f"dropout off, relative, worst at {norm_at}"),
+        Check("learning_rate_every_step", lr_err, LR_RTOL, lr_err <= LR_RTOL, f"relative, worst at {lr_at_}"),
+        Check("loss_curve_band", band_err, CURVE_BAND, band_err <= CURVE_BAND,
+              f"trailing mean over {CURVE_WINDOW:.0%} of the steps, worst at seed {band_seed} step {band_step}"),
+        Check(f"final_{task.PRIMARY_METRIC}", abs(m["difference"]), m["tolerance"],
+              abs(m["difference"]) <= m["tolerance"],
+              f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras {m['keras']['mean']:.4f} ± "
+              f"{m['keras']['std']:.4f} over {len(runs)} seed(s)"),
+    ]
+    return checks, metrics
+
+
+def tier1_summary(checks: list[Check]) -> dict:
+    measured = [c for c in checks if c.tolerance > 0]
+    worst = max(measured, key=lambda c: c.max_error, default=None)
+    return {"passed": all(c.passed for c in checks), "count": len(checks),
+            "failed": [c.name for c in checks if not c.passed],
+            "max_error": worst.max_error if worst else 0.0, "max_error_check": worst.name if worst else ""}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, smoke: bool = False,
+               threads: int | None = None, inject: Injection | None = None, tier1: list[Check] | None = None,
+               command: str = "") -> dict:
+    """Train both twins in lockstep for `steps` steps (default: the recipe's epochs) and `seeds` seeds."""
+    from shared.checkpoint import git_commit, versions
+    from shared.data import load as load_data
+    from shared.data.iterator import BatchIterator
+    from shared.recipe import config_to_dict
+    from shared.train import keras_trainer, torch_trainer
+
+    config = spec.config() if config is None else config
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1; found {seeds}")
+    data, data_kwargs = data_source(spec, smoke)
+    splits, _ = spec.task_module.prepare(load_data(data, **data_kwargs), config)
+    per_epoch = len(BatchIterator(splits["train"], config.batch_size, drop_last=True))
+    if per_epoch == 0:
+        raise UserError(f"the training split of {data} is smaller than one batch of {config.batch_size}: "
+                        "pass --set batch_size=<smaller>")
+    steps = config.epochs * per_epoch if steps is None else steps
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1; found {steps}")
+    torch_trainer.setup(0, threads, config.seed)
+    keras_trainer.setup(0, threads, config.seed)
+
+    runs = []
+    for k in range(seeds):
+        seeded = spec.config(**{**config_to_dict(config), "seed": config.seed + k})
+        dropout = has_dropout(seeded)
+        run = train_lockstep(spec, seeded, splits, steps, steps, diagnose=not dropout, inject=inject)
+        if dropout:  # the early window runs again with dropout off, where both twins are deterministic
+            early = train_lockstep(spec, no_dropout(spec, seeded), splits, min(EARLY_STEPS, steps), steps,
+                                   diagnose=True, inject=inject, evaluate=False)
+            run["early_records"], run["first_divergence"] = early["records"], early["first_divergence"]
+        else:
+            run["early_records"] = run["records"][:EARLY_STEPS]
+        runs.append(run)
+
+    checks, metrics = compare(runs, spec.task_module)
+    divergence = next((r["first_divergence"] for r in runs if r["first_divergence"]), None)
+    return {
+        "model": spec.name, "task": spec.task, "data": data, "data_kwargs": data_kwargs, "smoke": smoke,
+        "steps": steps, "steps_per_epoch": per_epoch, "seeds": [r["seed"] for r in runs],
+        "config": config_to_dict(config), "primary_metric": spec.task_module.PRIMARY_METRIC,
+        "passed": all(c.passed for c in checks), "checks": [c.as_dict() for c in checks], "metrics": metrics,
+        "first_divergence": divergence, "tier1": tier1_summary(tier1) if tier1 is not None else None,
+        "tolerances": {"early_steps": EARLY_STEPS, "early_loss_rtol": EARLY_LOSS_RTOL,
+                       "early_grad_norm_rtol": EARLY_GRAD_NORM_RTOL, "gradient_rtol": GRAD_RTOL, "lr_rtol": LR_RTOL,
+                       "curve_window": CURVE_WINDOW, "curve_band": CURVE_BAND, "metric_spread": METRIC_SPREAD,
+                       "metric_floor": METRIC_FLOOR, "probe_limit": PROBE_LIMIT},
+        "runs": runs, "command": command, "threads": threads,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
+        "versions": versions(), "git_commit": git_commit(),
+    }

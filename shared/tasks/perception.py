@@ -1,0 +1,212 @@
+"""Driving perception: batches {image NHWC float32, mask int64 (B, H, W), steering float32 (B,) degrees},
+outputs {logits (B, H, W, classes), steering (B,)}.
+
+Metrics over a whole split: IoU per class from the split's confusion matrix (tp / (tp + fp + fn); NaN for
+a class absent from both labels and predictions), mIoU (their mean, NaN classes skipped), pixel accuracy,
+steering MAE and RMSE in degrees over the frames whose steering is known (NaN marks unknown), and the
+training loss (pixel cross-entropy + steering_loss_weight * steering MSE).
+
+Images the model did not see in training (tools/predict.py) follow the resize policy of
+shared/data/roads.py: centre-crop to the model's aspect ratio, then a bilinear resize to
+image_height x image_width. Only 8-bit RGB files are read; grayscale, alpha, palette, corrupt or missing
+files are one-line errors naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from shared.data.roads import CLASS_NAMES, centre_crop, fit_to_size, open_rgb
+from shared.errors import UserError
+from shared.tasks import check_keys
+
+PRIMARY_METRIC = "miou"
+HIGHER_IS_BETTER = True
+# Overlay colours per class (background is left untinted): road purple, lane marking yellow, vehicle blue.
+CLASS_COLOURS = ((0, 0, 0), (160, 60, 200), (255, 230, 0), (0, 90, 255))
+
+
+def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, config.image_height, config.image_width)
+    return {
+        "image": rng.standard_normal((*shape, config.in_channels)).astype(np.float32),
+        "mask": rng.integers(0, config.num_classes, size=shape).astype(np.int64),
+        "steering": (3.0 * rng.standard_normal(batch_size)).astype(np.float32),
+    }
+
+
+def check_batch(config, batch: dict) -> None:
+    check_keys(batch, {"image": ("f", 4)})
+    n, height, width, channels = batch["image"].shape
+    if channels != config.in_channels:
+        raise UserError(f"images have {channels} channel(s) (NHWC); the model expects in_channels={config.in_channels}")
+    if (height, width) != (config.image_height, config.image_width):
+        raise UserError(f"images are {height}x{width}; the model takes {config.image_height}x{config.image_width} "
+                        "(its steering head flattens a fixed-size feature map): centre-crop and resize them "
+                        "(shared/data/roads.py fit_to_size, as tools/predict.py does)")
+    if "mask" in batch:
+        check_keys(batch, {"mask": ("iu", 3)})
+        if batch["mask"].shape != (n, height, width):
+            raise UserError(f"batch['mask'] has shape {batch['mask'].shape}; expected {(n, height, width)}")
+    if "steering" in batch:
+        check_keys(batch, {"steering": ("f", 1)})
+
+
+def channel_stats(images: np.ndarray, chunk: int = 256) -> dict:
+    """Per-channel mean and std of uint8 NHWC images scaled to [0, 1], accumulated in float64 by chunks."""
+    total, squares, count = np.zeros(images.shape[-1]), np.zeros(images.shape[-1]), 0
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+        total, squares, count = total + part.sum(0), squares + (part**2).sum(0), count + len(part)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return {"mean": mean.tolist(), "std": np.maximum(std, 1e-6).tolist()}
+
+
+def normalize(images: np.ndarray, state: dict) -> np.ndarray:
+    """uint8 NHWC -> float32 NHWC standardised with the training split's per-channel statistics."""
+    out = images.astype(np.float32)
+    out *= np.float32(1.0 / 255.0)
+    out -= np.asarray(state["mean"], np.float32)
+    out /= np.asarray(state["std"], np.float32)
+    return out
+
+
+def prepare(dataset, config, state: dict | None = None):
+    """DatasetDict(image uint8 (H, W, 3), mask, steering) -> numpy splits; statistics from the train split."""
+    splits = {name: dataset[name].with_format("numpy")[:] for name in dataset}
+    first = splits["train"] if "train" in splits else next(iter(splits.values()))
+    height, width, channels = first["image"].shape[1:]
+    if channels != config.in_channels:
+        raise UserError(f"the data has {channels}-channel images but the model is configured for "
+                        f"in_channels={config.in_channels}: pass --set in_channels={channels}")
+    if (height, width) != (config.image_height, config.image_width):
+        raise UserError(f"the data has {height}x{width} images but the model is configured for "
+                        f"{config.image_height}x{config.image_width}: pass --set image_height={height} "
+                        f"--set image_width={width}, or render roads at the model's size (--data "
+                        f"roads:{config.image_height}x{config.image_width})")
+    top = max(int(s["mask"].max()) for s in splits.values())
+    if top >= config.num_classes:
+        raise UserError(f"the data has class {top} but num_classes={config.num_classes}: pass --set num_classes={top + 1}")
+    if state is None:
+        names = list(CLASS_NAMES) if config.num_classes == len(CLASS_NAMES) else None
+        state = {"kind": "image_standardize", "class_names": names, **channel_stats(first["image"])}
+    out = {name: {"image": normalize(s["image"], state), "mask": s["mask"].astype(np.int64),
+                  "steering": s["steering"].astype(np.float32)} for name, s in splits.items()}
+    return out, state
+
+
+def class_names(num_classes: int, state: dict | None = None) -> list[str]:
+    names = (state or {}).get("class_names")
+    if names:
+        return list(names)
+    return list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [f"class{i}" for i in range(num_classes)]
+
+
+class Scores:
+    """Running sums over batches: the confusion matrix, the pixel cross-entropy and the steering errors."""
+
+    def __init__(self, num_classes: int, steering_loss_weight: float):
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)  # rows: label, columns: prediction
+        self.weight, self.ce_sum, self.pixels = steering_loss_weight, 0.0, 0
+        self.errors: list[np.ndarray] = []
+
+    def add(self, logits: np.ndarray, steering: np.ndarray, mask: np.ndarray, target: np.ndarray) -> None:
+        from shared.metrics import log_softmax
+
+        c = self.confusion.shape[0]
+        index = mask.reshape(-1).astype(np.int64) * c + logits.argmax(-1).reshape(-1)
+        self.confusion += np.bincount(index, minlength=c * c).reshape(c, c)
+        logp = log_softmax(logits).reshape(-1, c)  # (B * H * W, classes), float64
+        self.ce_sum -= float(np.take_along_axis(logp, mask.reshape(-1, 1).astype(np.int64), 1).sum())
+        self.pixels += mask.size
+        known = np.isfinite(target)
+        self.errors.append((np.asarray(steering, np.float64) - target)[known])
+
+    def result(self, names: list[str]) -> dict[str, float]:
+        tp = np.diag(self.confusion).astype(np.float64)
+        union = self.confusion.sum(0) + self.confusion.sum(1) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, tp / union, np.nan)
+        errors = np.concatenate(self.errors) if self.errors else np.zeros(0)
+        mse = float(np.mean(errors**2)) if errors.size else float("nan")
+        defined = iou[np.isfinite(iou)]
+        out = {"miou": float(defined.mean()) if defined.size else float("nan"),
+               **{f"iou_{name}": float(v) for name, v in zip(names, iou)},
+               "pixel_accuracy": float(tp.sum() / max(self.confusion.sum(), 1)),
+               "steering_mae": float(np.mean(np.abs(errors))) if errors.size else float("nan"),
+               "steering_rmse": math.sqrt(mse) if errors.size else float("nan")}
+        out["loss"] = self.ce_sum / max(self.pixels, 1) + self.weight * (mse if errors.size else 0.0)
+        return out
+
+
+def metrics(outputs: dict, batch: dict, steering_loss_weight: float = 0.0) -> dict[str, float]:
+    """Scores of whole-split outputs; `loss` includes the steering term only when given its weight."""
+    num_classes = outputs["logits"].shape[-1]
+    scores = Scores(num_classes, steering_loss_weight)
+    scores.add(outputs["logits"], outputs["steering"], batch["mask"], batch["steering"])
+    return scores.result(class_names(num_classes))
+
+
+def evaluate(spec, model, arrays: dict, config, batch_size: int) -> dict[str, float]:
+    """Batch by batch (a split's per-pixel logits would not fit in memory at once)."""
+    from shared.data.iterator import BatchIterator
+
+    scores = Scores(config.num_classes, config.steering_loss_weight)
+    for batch in BatchIterator(arrays, batch_size, shuffle=False, drop_last=False):
+        out = spec.forward(model, batch, training=False)
+        scores.add(out["logits"], out["steering"], batch["mask"], batch["steering"])
+    return scores.result(class_names(config.num_classes))
+
+
+def load_frame(path: str, config):
+    """An image file -> (model input uint8 (H, W, 3), the centre crop the model saw, at display size)."""
+    from PIL import Image
+
+    img = open_rgb(path)
+    crop = centre_crop(img, config.image_height, config.image_width)
+    scale = 256 / crop.height if crop.height < 256 else min(1.0, 720 / crop.height)  # display 256..720 px high
+    display = crop.resize((round(crop.width * scale), round(crop.height * scale)),
+                          Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
+    model_input = np.asarray(fit_to_size(img, config.image_height, config.image_width), np.uint8)
+    return model_input, np.asarray(display, np.uint8), img.size
+
+
+def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
+    """Write <out>/<name>_overlay.png per image (mask over the image, steering arrow) and print a summary.
+
+    options: out (folder, default predictions), alpha (mask opacity, default 0.45), arrow_gain (the arrow
+    turns this many times the steering angle so small angles show, default 3).
+    """
+    from shared.plots import segmentation_overlay
+
+    out = Path(str(options.get("out", "predictions")))
+    try:
+        alpha, gain = float(options.get("alpha", 0.45)), float(options.get("arrow_gain", 3.0))
+    except ValueError:
+        raise UserError(f"--opt alpha and arrow_gain take numbers; found {options}") from None
+    frames = [load_frame(path, config) for path in inputs]  # every file is checked before anything is written
+    images = normalize(np.stack([f[0] for f in frames]), state)
+    logits, steering = [], []
+    for start in range(0, len(images), config.eval_batch_size):
+        outputs = spec.forward(model, {"image": images[start : start + config.eval_batch_size]}, training=False)
+        logits.append(outputs["logits"].argmax(-1))
+        steering.append(outputs["steering"])
+    masks, steering = np.concatenate(logits), np.concatenate(steering)
+    names = class_names(config.num_classes, state)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for i, (path, (_, display, size), mask, angle) in enumerate(zip(inputs, frames, masks, steering)):
+        stem = Path(path).stem if Path(path).stem not in used else f"{Path(path).stem}_{i}"
+        used.add(stem)
+        target = segmentation_overlay(display, mask, float(angle), out / f"{stem}_overlay.png", names,
+                                      CLASS_COLOURS, alpha=alpha, arrow_gain=gain)
+        shares = ", ".join(f"{n} {np.mean(mask == c):.0%}" for c, n in enumerate(names) if c)
+        resized = "" if size == (config.image_width, config.image_height) else \
+            f" (resized {size[0]}x{size[1]} -> {config.image_width}x{config.image_height})"
+        side = "right" if angle > 0 else "left"
+        print(f"{path}: steering {angle:+.2f} deg ({side}), {shares}{resized} -> {target}")

@@ -1,0 +1,48 @@
+"""Shared test helpers. Tests are parametrised over zoo.registry so every model gets every check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_tool(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python tools/<args>` as a user would; returns the completed process (text output)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """stderr lines that are ours (framework start-up chatter removed)."""
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def frameworks():
+    """Import TensorFlow/Keras, then torch through the zoo's guard, with fixed thread counts."""
+    import keras
+    import torch
+
+    import shared.data.torch_data  # noqa: F401  (keeps Triton out beside TensorFlow)
+
+    torch.set_num_threads(2)
+    return keras, torch

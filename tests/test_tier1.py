@@ -1,0 +1,51 @@
+"""Tier 1 for every registered model: the twins compute the same function (shared/crosscheck.py)."""
+
+import pytest
+
+from shared.crosscheck import run_tier1
+from zoo import registry
+
+
+def assert_all_pass(checks):
+    failed = [f"{c.name}: {c.max_error:.3e} > {c.tolerance:.0e} ({c.detail})" for c in checks if not c.passed]
+    assert not failed, "\n".join(failed)
+    names = {c.name for c in checks}
+    for required in ("parameter_count", "canonical_names_and_shapes", "train_loss", "gradients",
+                     "optimizer_step", "train_step_sgd", "round_trip_torch_keras_torch"):
+        assert required in names
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_tier1_default_config(name, frameworks):
+    spec = registry.get(name)
+    assert_all_pass(run_tier1(spec, spec.config()))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"variant": "resnet18", "stem": "imagenet", "base_width": 64, "in_channels": 3, "image_size": 224,
+     "num_classes": 1000},
+    {"variant": "resnet50", "stem": "small", "base_width": 8, "in_channels": 3, "image_size": 32},
+    {"variant": "resnet34", "stem": "imagenet", "base_width": 8, "image_size": 64, "zero_init_residual": True},
+], ids=["resnet18-imagenet-224", "resnet50-small", "resnet34-imagenet-zero-init"])
+def test_tier1_resnet_variants(overrides, frameworks):
+    spec = registry.get("vision/cnn")
+    assert_all_pass(run_tier1(spec, spec.config(**overrides), batch_sizes=(1, 2)))
+
+
+def test_a_broken_weight_map_is_caught(frameworks, monkeypatch):
+    """The checks can fail: swap two rows' transforms and tier 1 must report it."""
+    import zoo.vision.cnn.keras_impl as keras_impl
+    from shared.weight_map import IDENTITY
+
+    original = keras_impl.weight_map
+
+    def broken(config):
+        rows = original(config)
+        fc = next(i for i, r in enumerate(rows) if r.canonical == ("fc.weight",))
+        rows[fc] = type(rows[fc])(rows[fc].keras, rows[fc].canonical, IDENTITY)  # forgets the transpose
+        return rows
+
+    monkeypatch.setattr(keras_impl, "weight_map", broken)
+    spec = registry.get("vision/cnn")
+    checks = run_tier1(spec, spec.config(num_classes=10, base_width=10, image_size=8), batch_sizes=(2,))
+    assert not next(c for c in checks if c.name == "canonical_names_and_shapes").passed

@@ -1,0 +1,44 @@
+"""Run a checkpoint on your own inputs, in either framework.
+
+    python tools/predict.py runs/cnn-torch --fw keras digit.png --top-k 3
+    python tools/predict.py runs/seq2seq --fw torch "three hundred and twelve" --opt beam=4
+
+Inputs are what the model's task reads (image files, sentences, user ids, FASTA files); --opt passes
+task options (key=value) such as beam size or an output folder.
+"""
+
+from __future__ import annotations
+
+import _path  # noqa: F401
+
+from shared.cli import Parser, check_fw, main_wrapper
+from shared.errors import UserError
+from shared.recipe import parse_set_flags
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="tools/predict.py", description=__doc__)
+    parser.add_argument("checkpoint", help="run folder or checkpoint folder")
+    parser.add_argument("--fw", required=True, help="keras or torch")
+    parser.add_argument("inputs", nargs="+", help="inputs for the model's task")
+    parser.add_argument("--top-k", type=int, default=5, help="how many classes/items to show")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    args = parser.parse_args(argv)
+    fw = check_fw(args.fw)
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be >= 1; found {args.top_k}")
+
+    from shared import checkpoint, tasks
+
+    ckpt = checkpoint.load(args.checkpoint)
+    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    task = spec.task_module
+    if not hasattr(task, "predict"):
+        raise UserError(f"task {spec.task!r} of {spec.name} has no predict support")
+    options = {"top_k": args.top_k, **parse_set_flags(args.opt)}
+    task.predict(spec, model, config, tasks.load_state(spec, ckpt), args.inputs, options)
+    return 0
+
+
+if __name__ == "__main__":
+    main_wrapper(main)()
