@@ -379,14 +379,11 @@ def test_s3_interrupted_push_leaves_the_previous_state(tmp_path, ckpt, s3):
     assert_previous_state(tmp_path, url, ckpt, options)
 
 
-def test_s3_url_resolves_through_the_cache(ckpt, s3, cache):
+def test_s3_url_resolves_through_the_cache(ckpt, s3, cache, monkeypatch):
     url, options = f"s3://{s3['bucket']}/zoo", {"endpoint_url": s3["endpoint_url"]}
     hub.push(ckpt, url, options=options)
-    os.environ["AWS_ENDPOINT_URL_S3"] = s3["endpoint_url"]  # what resolve() sees: the usual AWS variables
-    try:
-        folder = checkpoint.resolve(f"{url}/vision-cnn/v1")
-    finally:
-        del os.environ["AWS_ENDPOINT_URL_S3"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3["endpoint_url"])  # resolve() reads the usual AWS variables
+    folder = checkpoint.resolve(f"{url}/vision-cnn/v1")
     key = hashlib.sha256((ckpt / "manifest.json").read_bytes()).hexdigest()
     assert folder == cache / key and tree(folder) == tree(ckpt)
 
