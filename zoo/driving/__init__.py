@@ -1,0 +1,1 @@
+"""Driving: models for a car's front camera."""
