@@ -1,0 +1,1 @@
+"""Natural-language models: sequence-to-sequence translation."""
