@@ -55,7 +55,7 @@ _ERROR_HINTS = {
     "HFValidationError": "{url} does not name a Hugging Face repository ({err}): expected hf://user/repo[@rev]/path",
     "HfHubHTTPError": "the Hugging Face Hub refused the request for {url} ({err})",
     "ClientError": "the store {url} refused the request ({err}): check the bucket, endpoint and credentials",
-    "PermissionError": "access to {url} was denied ({err}): check the credentials and permissions",
+    "PermissionError": "permission denied while using {url} ({err}): check the credentials and folder permissions",
     "FileNotFoundError": "{url} was not found ({err}): check the bucket, repository or folder",
     "EndpointConnectionError": "cannot reach the store {url} ({err}): check --endpoint-url / AWS_ENDPOINT_URL "
                                "and the network",
@@ -63,7 +63,7 @@ _ERROR_HINTS = {
     "ConnectionError": "cannot reach the store {url} ({err}): check the endpoint and the network",
     "TimeoutError": "the store {url} did not answer in time ({err}): check the endpoint and the network",
     "TimeoutException": "the store {url} did not answer in time ({err}): check the endpoint and the network",
-    "OSError": "the store {url} failed ({err})",
+    "OSError": "{url}: {err}",
 }
 
 
@@ -536,14 +536,17 @@ def locate(url: str, options: dict | None = None) -> Version:
             store, index, name, version = upper, upper_index, parent, name
     if index is None:
         raise UserError(f"no zoo store at {store.url} (no index.json): check the URL; `tools/hub.py push` creates one")
-    model = index["models"].get(name)
+    model = index["models"].get(check_name("model name", name))
     if model is None:
         raise UserError(f"{store.url} has no model {name!r}; it has: {', '.join(index['models']) or 'none'}")
-    version = version or list(model["versions"])[-1]
+    version = check_name("version", version or list(model["versions"])[-1])
     entry = model["versions"].get(version)
     if entry is None:
         raise UserError(f"{name} has no published version {version!r} in {store.url} (an unfinished push is not "
                         f"published); versions: {', '.join(model['versions'])}")
+    if entry.get("path") != f"{name}/{version}":
+        raise UserError(f"the index of {store.url} places {name}/{version} at {entry.get('path')!r}, outside "
+                        f"{name}/{version}/; refusing it")
     raw = store.read(f"{entry['path']}/manifest.json")
     where = store.child_url(entry["path"], "manifest.json")
     if raw is None:
@@ -559,13 +562,17 @@ def _download(v: Version, staging: Path) -> None:
     base = v.entry["path"] if v.entry else ""
     for fname, expected in sorted(v.manifest["files"].items()):
         digest, size = hashlib.sha256(), 0
-        with v.store.open(f"{base}/{fname}".lstrip("/")) as src, open(staging / fname, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                size += len(chunk)
-                if size > expected["size"]:
-                    break
-                digest.update(chunk)
-                dst.write(chunk)
+        try:
+            with v.store.open(f"{base}/{fname}".lstrip("/")) as src, open(staging / fname, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    size += len(chunk)
+                    if size > expected["size"]:
+                        break
+                    digest.update(chunk)
+                    dst.write(chunk)
+        except FileNotFoundError:
+            raise UserError(f"{fname}, listed in the manifest of {v.url}, is missing from the store; nothing "
+                            "was kept") from None
         if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
             found = f"more than {expected['size']}" if size > expected["size"] else str(size)
             raise UserError(f"{fname} from {v.url} does not match its manifest ({found} bytes, expected "
@@ -619,7 +626,12 @@ def fetch(url: str, options: dict | None = None) -> Path:
     try:
         _download(v, staging)
         shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another process cached the same checkpoint meanwhile
+            if not (target / "manifest.json").is_file():
+                raise
+            shutil.rmtree(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

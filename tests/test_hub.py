@@ -165,6 +165,21 @@ def test_pull_refuses_a_non_empty_dest(tmp_path, store):
     assert tree(dest) == {"keep.txt": b"mine"}
 
 
+def test_any_other_fsspec_protocol(tmp_path, ckpt):
+    url = f"memory://zoo-{os.urandom(4).hex()}"  # fsspec's in-process store: no path, no client of its own
+    hub.push(ckpt, url, name="cnn")
+    assert tree(hub.pull(f"{url}/cnn/v1", tmp_path / "dest")) == tree(ckpt)
+
+
+def test_index_entry_pointing_outside_its_folder_is_refused(tmp_path, store):
+    index_path = Path(store) / "index.json"
+    index = json.loads(index_path.read_text())
+    index["models"]["vision-cnn"]["versions"]["v1"]["path"] = "../elsewhere/v1"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(UserError, match="outside vision-cnn/v1/"):
+        hub.pull(f"{store}/vision-cnn/v1", tmp_path / "dest")
+
+
 def test_missing_model_and_version(tmp_path, store):
     with pytest.raises(UserError, match="no published version 'v9'.*versions: v1"):
         hub.pull(f"{store}/vision-cnn@v9", tmp_path / "d")
@@ -511,20 +526,21 @@ def test_hub_imports_no_framework():
 
 
 @pytest.mark.slow
-def test_evaluate_a_torch_trained_store_url_in_keras(tmp_path):
-    """tools/train.py (torch) -> tools/hub.py push -> tools/evaluate.py URL --fw keras: the same test metrics."""
+def test_evaluate_a_store_url_in_the_other_framework(tmp_path):
+    """tools/train.py (keras) -> tools/hub.py push -> tools/evaluate.py URL --fw torch: the same test metrics."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    train = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "zoo/vision/cnn", "--fw", "torch",
+    train = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "zoo/vision/cnn", "--fw", "keras",
                             "--set", "base_width=4", "--set", "image_size=8", "--data", "digits", "--epochs", "1",
                             "--threads", "1", "--no-progress", "--out", str(tmp_path / "run")],
                            capture_output=True, text=True, env=env, timeout=600)
     assert train.returncode == 0, train.stderr
     trained = json.loads((tmp_path / "run" / "result.json").read_text())["test"]
     assert run_cli("push", str(tmp_path / "run"), str(tmp_path / "store")).returncode == 0
-    evaluate = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), str(tmp_path / "store" / "vision-cnn@v1"),
-                               "--fw", "keras", "--threads", "1", "--json"], capture_output=True, text=True, env=env, timeout=600)
+    evaluate = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), f"file://{tmp_path}/store/vision-cnn/v1",
+                               "--fw", "torch", "--threads", "1", "--json"], capture_output=True, text=True, env=env,
+                              timeout=600)
     assert evaluate.returncode == 0, evaluate.stderr
     result = json.loads(evaluate.stdout[evaluate.stdout.index("{"):])
-    assert result["trained_in"] == "torch" and result["framework"] == "keras"
+    assert result["trained_in"] == "keras" and result["framework"] == "torch"
     assert result["metrics"]["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
     assert result["metrics"]["loss"] == pytest.approx(trained["loss"], rel=1e-4)

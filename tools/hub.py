@@ -71,7 +71,10 @@ def main(argv=None) -> int:
         print(json.dumps({"checkpoint": str(dest)}) if args.json else f"pulled {args.url} into {dest} (verified)")
     elif args.command == "ls":
         index = hub.list_store(args.url, options)
-        print(json.dumps(index, indent=2)) if args.json else print_index(index)
+        if args.json:
+            print(json.dumps(index, indent=2))
+        else:
+            print_index(index)
     else:
         print(json.dumps(hub.show(args.url, options), indent=2))
     return 0
