@@ -1,0 +1,1 @@
+"""Recommender systems: biased matrix factorization (mf) and Neural Collaborative Filtering (neumf)."""
