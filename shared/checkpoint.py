@@ -92,7 +92,8 @@ def save(folder: str | Path, *, model_name: str, config: dict, weights: dict[str
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        tensors = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+        # ascontiguousarray turns 0-d arrays (BatchNorm counters) into shape (1,): keep each shape.
+        tensors = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in weights.items()}
         save_file(tensors, str(tmp / "weights.safetensors"), metadata={"format": "zoo", "model": model_name})
         _write_json(tmp / "config.json", {"model": model_name, "schema": SCHEMA, "config": config})
         meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
