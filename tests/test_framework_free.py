@@ -28,3 +28,20 @@ def test_shared_modules_import_no_framework():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_torch_training_run_never_loads_tensorflow(tmp_path):
+    """Logging, plots, data and checkpoints stay framework-free: a torch run holds no TensorFlow
+    (the two in one process have crashed torch training with heap corruption)."""
+    code = (
+        "import json, sys\n"
+        "from zoo import registry\n"
+        "from shared.train.run import train\n"
+        "spec = registry.get('vision/cnn')\n"
+        "cfg = spec.config(**spec.smoke_config)\n"
+        f"train(spec, cfg, 'torch', data='digits', out={str(tmp_path / 'run')!r}, threads=1, progress=False)\n"
+        "print(json.dumps('tensorflow' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False

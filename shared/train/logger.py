@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 import csv
+import socket
 import time
 from pathlib import Path
+
+
+class EventWriter:
+    """TensorBoard event files written with tensorboard's record writer and protos only.
+
+    tensorboard's EventFileWriter reaches for TensorFlow's gfile, which would load TensorFlow into a
+    torch training process; this writes the same TFRecord framing to a plain file.
+    """
+
+    def __init__(self, logdir: Path):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self._file = open(logdir / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}", "wb")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event) -> None:
+        self._records.write(event.SerializeToString())
+
+    def close(self) -> None:
+        self._file.flush()
+        self._file.close()
 
 
 class RunLogger:
@@ -14,10 +39,7 @@ class RunLogger:
         self.rows: list[dict] = []
         self._writer = None
         if enabled:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-            (self.run_dir / "tensorboard").mkdir(parents=True, exist_ok=True)
-            self._writer = EventFileWriter(str(self.run_dir / "tensorboard"))
+            self._writer = EventWriter(self.run_dir / "tensorboard")
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if not self._writer:
