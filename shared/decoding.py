@@ -117,7 +117,9 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
 
     Each step extends every live beam by every token; walking the candidates best first, one that ends
     in EOS becomes a finished hypothesis and the first beam_size others become the next beams. A source
-    is done once it holds beam_size finished hypotheses; at max_len its live beams end unfinished.
+    is done once it holds beam_size finished hypotheses that no live beam can still beat (its score only
+    falls as it grows, so score / lp(max_len) bounds what it can reach); at max_len live beams end
+    unfinished. Stopping there returns what searching on to max_len would.
     """
     _check(src, src_mask, max_len)
     if beam_size < 1:
@@ -159,18 +161,14 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
                     rows = None if attention_history is None else attention_history[row, :steps]
                     finished[i].append(Hypothesis(history[row].tolist(), float(score),
                                                   float(score) / length_penalty(steps, alpha), True, rows))
-                    if len(finished[i]) == k:
-                        break
                     continue
                 parents[i * k + kept], next_tokens[i * k + kept] = row, token
                 next_scores[i, kept] = score
                 kept += 1
                 if kept == k:
                     break
-            if len(finished[i]) >= k:
-                done[i] = True
-            elif kept < k:  # fewer live candidates than beams (tiny vocabularies): the rest stay dead
-                next_scores[i, kept:] = -np.inf
+            next_scores[i, kept:] = -np.inf  # fewer live candidates than beams (tiny vocabularies)
+            done[i] = _settled(finished[i], next_scores[i], k, alpha, max_len)
         if done.all():
             break
         state = _gather(state, parents)
@@ -180,9 +178,18 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
         scores, tokens = next_scores, next_tokens
     for i in np.flatnonzero(~done):  # max_len reached: live beams end unfinished
         for j in range(k):
-            if np.isfinite(scores[i, j]) and len(finished[i]) < k:
+            if np.isfinite(scores[i, j]):
                 row, steps = i * k + j, history.shape[1]
                 rows = None if attention_history is None else attention_history[row, :steps]
                 finished[i].append(Hypothesis(history[row].tolist(), float(scores[i, j]),
                                               float(scores[i, j]) / length_penalty(steps, alpha), False, rows))
-    return [sorted(hyps, key=lambda h: -h.normalized) for hyps in finished]
+    return [sorted(hyps, key=lambda h: -h.normalized)[:k] for hyps in finished]
+
+
+def _settled(finished: list[Hypothesis], live_scores: np.ndarray, k: int, alpha: float, max_len: int) -> bool:
+    """True once k finished hypotheses exist and none of the live beams can still rank above the k-th."""
+    if len(finished) < k:
+        return False
+    kth = sorted(h.normalized for h in finished)[-k]
+    live = live_scores[np.isfinite(live_scores)]
+    return live.size == 0 or float(live.max()) / length_penalty(max_len, alpha) <= kth
