@@ -40,7 +40,10 @@ from shared.errors import UserError
 # Tolerances: set here only, and stated in every report.
 EARLY_STEPS = 20  # the first steps, compared with dropout off:
 EARLY_LOSS_RTOL = 1e-4  # loss per step, |torch - keras| / |torch|: float32 rounding, nothing more
-EARLY_GRAD_NORM_RTOL = 1e-4  # gradient global norm per step, relative
+# Gradient global norm per step, relative. Looser than the loss: where an input lies within float32
+# rounding of a ReLU kink, the twins take opposite sides and one element of one example's gradient drops
+# out (measured on vision/cnn's smoke recipe, 1x1 feature maps: 6.8e-4 at the step it happens).
+EARLY_GRAD_NORM_RTOL = 1e-3
 LR_RTOL = 1e-6  # the learning rate at every step (Keras holds it in a float32 variable: ~6e-8)
 CURVE_WINDOW = 0.05  # whole run: each loss curve is a trailing mean over 5% of the steps (at least 5),
 CURVE_BAND = 0.05  # and the two stay within 5% of max(smoothed loss, 5% of the starting loss)
@@ -105,7 +108,7 @@ class Twins:
         self.t_opt = torch_trainer.make_optimizer(self.torch_model, config)
         self.k_opt = keras_trainer.make_optimizer(config)
         self.probes_left, self.scratch = probes, None  # scratch: the Keras model probes load, built on demand
-        self.found = False  # a probe found a difference at identical weights: stop probing
+        self.differed_at, self.confirmed = None, False  # last probe that differed; two in a row: stop
         self.seconds = {"torch": 0.0, "keras": 0.0}
 
     def keras_loss_and_grads(self, model, batch: dict, step: int) -> tuple[float, dict]:
@@ -148,10 +151,13 @@ class Twins:
                   "grad_norm_torch": global_norm(t_grads), "grad_norm_keras": global_norm(k_grads),
                   "grad_error": grads.max_error, "grad_error_at": grads.detail.removeprefix("worst: ")}
         parted = rel(t_loss, k_loss) > EARLY_LOSS_RTOL or grads.max_error > GRAD_RTOL
-        if parted and self.probes_left > 0 and not self.found:
+        if parted and self.probes_left > 0 and not self.confirmed:
             record["probe"] = self.probe(step, batch, t_loss, t_grads)
             self.probes_left -= 1
-            self.found = record["probe"]["forward_differs"] or bool(record["probe"]["beyond"])
+            differs = record["probe"]["forward_differs"] or bool(record["probe"]["beyond"])
+            # A difference at two steps in a row is a bug; a one-off is float32 meeting a kink (see below).
+            self.confirmed = differs and self.differed_at == step - 1
+            self.differed_at = step if differs else self.differed_at
 
         start = time.perf_counter()
         if self.config.grad_clip_norm > 0:
@@ -189,33 +195,41 @@ class Twins:
 
 
 def first_divergence(records: list[dict]) -> dict | None:
-    """Where the twins part (first step beyond tolerance) and what the probes at identical weights found."""
+    """Where the twins part, and the first step (and tensor) whose probes differ at identical weights.
+
+    A difference at identical weights that the next step does not repeat is reported as a one-off: an
+    input within float32 rounding of a ReLU or max kink lands on opposite sides in the two twins and drops
+    one element of one example's gradient. A bug repeats, so `step` and `layer` need two steps in a row.
+    """
     parted = next((r for r in records if rel(r["loss_torch"], r["loss_keras"]) > EARLY_LOSS_RTOL
                    or r["grad_error"] > GRAD_RTOL), None)
     if parted is None:
         return None
     probes = [r["probe"] for r in records if "probe" in r]
-    found = next((p for p in probes if p["forward_differs"] or p["beyond"]), None)
+    differs = [p for p in probes if p["forward_differs"] or p["beyond"]]
+    steps = {p["step"] for p in differs}
+    found = next((p for p in differs if p["step"] + 1 in steps), None)
     out = {"parted_at": parted["step"], "loss_error": rel(parted["loss_torch"], parted["loss_keras"]),
            "grad_error": parted["grad_error"], "grad_error_at": parted["grad_error_at"],
-           "probed_steps": [p["step"] for p in probes], "step": None, "layer": None}
-    if found and found["forward_differs"]:
+           "probed_steps": [p["step"] for p in probes], "step": None, "layer": None, "beyond": [],
+           "one_off": [{"step": p["step"], "layer": p["layer"], "gradient_error": p["gradient_error"]}
+                       for p in differs if p is not found and p["step"] - 1 not in steps]}
+    if found:
+        what = (f"the losses differ (relative {found['loss_error']:.1e}): the forward pass differs"
+                if found["forward_differs"] else
+                f"the gradients differ: {len(found['beyond'])} tensor(s) beyond {GRAD_RTOL:.0e}")
         out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
-                "cause": f"at step {found['step']} the losses differ at identical weights (relative "
-                         f"{found['loss_error']:.1e}): the forward pass differs on this batch"}
-    elif found:
-        out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
-                "cause": f"at step {found['step']} the gradients differ at identical weights: "
-                         f"{len(found['beyond'])} tensor(s) beyond {GRAD_RTOL:.0e}, nearest the output "
+                "cause": f"from step {found['step']} on, at identical weights {what}; nearest the output: "
                          f"{found['layer']}"}
-    elif probes:
-        first = probes[0]
-        out["cause"] = (f"every probed step ({len(probes)}) has equal losses and gradients at identical weights: "
-                        "the update (optimizer, weight decay, clipping) differs or float32 drift grew; before step "
-                        f"{first['step']} the parameters differ by {first['parameter_error']:.1e} "
-                        f"(worst {first['parameter_error_at']})")
+    elif not probes:
+        out["cause"] = "not probed (dropout on): set every *dropout field to 0 to search"
     else:
-        out["cause"] = "not probed (dropout on): rerun with every *dropout field set to 0 to search"
+        first = probes[0]
+        out["cause"] = (f"{len(probes)} probed step(s) from step {first['step']}: losses and gradients agree at "
+                        "identical weights" + (" apart from one-off float32 kink flips" if out["one_off"] else "")
+                        + "; so the update (optimizer, decay, clipping) differs or float32 drift grew; before "
+                        f"step {first['step']} the parameters differ by {first['parameter_error']:.1e} "
+                        f"(worst {first['parameter_error_at']})")
     return out
 
 
@@ -386,3 +400,159 @@ def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, s
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "versions": versions(), "git_commit": git_commit(),
     }
+
+
+def summary(report: dict) -> dict:
+    """One model's row of the top README's table."""
+    m = report["metrics"][report["primary_metric"]]
+    tier1 = report["tier1"] or {}
+    return {"model": report["model"], "data": report["data"], "smoke": report["smoke"], "steps": report["steps"],
+            "seeds": len(report["seeds"]), "metric": report["primary_metric"],
+            "torch_mean": m["torch"]["mean"], "torch_std": m["torch"]["std"], "keras_mean": m["keras"]["mean"],
+            "keras_std": m["keras"]["std"], "difference": m["difference"], "tolerance": m["tolerance"],
+            "passed": report["passed"], "tier1_max_error": tier1.get("max_error"),
+            "tier1_check": tier1.get("max_error_check"), "tier1_passed": tier1.get("passed"),
+            "created": report["created"], "command": report["command"]}
+
+
+def _divergence_text(d: dict | None) -> str:
+    if d is None:
+        return (f"No step parts the twins beyond the per-step tolerances (loss {EARLY_LOSS_RTOL:.0e}, gradients "
+                f"{GRAD_RTOL:.0e} per tensor) in the dropout-off steps.")
+    text = (f"The dropout-off trajectories part at step {d['parted_at']} (loss {d['loss_error']:.1e}, gradient "
+            f"{d['grad_error']:.1e} at `{d['grad_error_at']}`). {d['cause']}.")
+    if d["one_off"]:
+        text += " One-off differences at identical weights (float32 at a kink, not repeated the next step): " + \
+            ", ".join(f"step {o['step']} near `{o['layer']}`" for o in d["one_off"]) + "."
+    return text
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: what ran, each check against its tolerance, metrics per framework, provenance."""
+    cfg, runs = report["config"], report["runs"]
+    epochs = report["steps"] / report["steps_per_epoch"]
+    lines = [
+        f"Both twins start from the same canonical initial weights and train on the same batches with the same "
+        f"recipe: {report['steps']} steps ({epochs:.3g} epochs of {cfg['batch_size']}) on `{report['data']}`"
+        f"{' (smoke data)' if report['smoke'] else ''}, {cfg['optimizer']} at lr {cfg['lr']:g} ({cfg['schedule']}), "
+        f"seed(s) {', '.join(str(s) for s in report['seeds'])}.",
+        "",
+        "| check | measured | tolerance | result | detail |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {c['name']} | {c['max_error']:.2e} | {c['tolerance']:.2g} | {'PASS' if c['passed'] else '**FAIL**'} "
+          f"| {c['detail']} |" for c in report["checks"]),
+        "",
+        "| test metric | torch (mean ± std) | keras (mean ± std) | keras − torch |",
+        "| --- | --- | --- | --- |",
+        *(f"| {name}{' (primary)' if name == report['primary_metric'] else ''} | {m['torch']['mean']:.4f} ± "
+          f"{m['torch']['std']:.4f} | {m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} | {m['difference']:+.4f} |"
+          for name, m in report["metrics"].items()),
+        "",
+        _divergence_text(report["first_divergence"]),
+        "",
+    ]
+    if report["tier1"]:
+        t = report["tier1"]
+        lines.append(f"Tier 1: {t['count'] - len(t['failed'])}/{t['count']} checks pass; largest error "
+                     f"{t['max_error']:.1e} ({t['max_error_check']}).")
+    seconds = {fw: float(np.mean([r["train_seconds"][fw] for r in runs])) for fw in ("torch", "keras")}
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k in ("torch", "keras", "tensorflow",
+                                                                                     "numpy"))
+    lines += [
+        f"Training time per seed (optimizer steps only, both twins in one process, {report['threads'] or 'all'} "
+        f"thread(s)): torch {seconds['torch']:.1f} s, keras {seconds['keras']:.1f} s.",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['created']}; machine: {report['machine']}  ",
+        f"Versions: {versions}; git commit {(report['git_commit'] or 'unknown')[:10]}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: str | Path) -> dict[str, Path]:
+    """parity.json, parity.md and the overlay plots, written to the run folder `out`."""
+    from shared import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "parity.json", "markdown": out / "parity.md", "loss": out / "loss_overlay.png",
+             "difference": out / "loss_difference.png"}
+    paths["json"].write_text(json.dumps(report, indent=1, default=float) + "\n")
+    paths["markdown"].write_text(f"# Parity: {report['model']}\n\n{markdown(report)}")
+    curves, differences = {}, {}
+    for run in report["runs"]:
+        curves[f"torch, seed {run['seed']}"] = [r["loss_torch"] for r in run["records"]]
+        curves[f"keras, seed {run['seed']}"] = [r["loss_keras"] for r in run["records"]]
+        differences[f"seed {run['seed']}"] = [
+            float(np.log10(max(rel(r["loss_torch"], r["loss_keras"]), 1e-12))) for r in run["records"]]
+    plots.overlay_curves(curves, paths["loss"], f"{report['model']}: training loss, torch and keras twins")
+    plots.overlay_curves(differences, paths["difference"], f"{report['model']}: loss difference per step",
+                         ylabel="log10 |keras - torch| / |torch|")
+    return paths
+
+
+def card_path(model: str, root: Path = ROOT) -> Path:
+    return Path(root) / "zoo" / model / "README.md"
+
+
+def update_card(report: dict, root: Path = ROOT) -> Path:
+    """Write (or replace) the "## Parity" section of the model's README.md."""
+    path = card_path(report["model"], root)
+    section = (f"{CARD_HEADING}\n\n{markdown(report)}\n"
+               f"<!-- {SUMMARY_TAG} {json.dumps(summary(report), sort_keys=True)} -->\n")
+    text = path.read_text() if path.exists() else f"# {report['model']}\n"
+    pattern = re.compile(rf"^{re.escape(CARD_HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return path
+
+
+def read_summary(card: Path) -> dict | None:
+    if not card.exists():
+        return None
+    found = re.search(rf"<!-- {SUMMARY_TAG} (\{{.*\}}) -->", card.read_text())
+    return json.loads(found.group(1)) if found else None
+
+
+def summary_table(models: list[str], root: Path = ROOT) -> str:
+    lines = [
+        "Trained parity of every model, generated by `python tools/parity_all.py` from the Parity section of each "
+        "model card (both twins from the same initial weights, same batches, same recipe; test metric as mean "
+        "± std over seeds).",
+        "",
+        "| model | data | steps × seeds | test metric | torch | keras | keras − torch | tier-1 max error | parity "
+        "| date |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in models:
+        s = read_summary(card_path(name, root))
+        if s is None:
+            lines.append(f"| {name} | | | | | | | | not run: `python tools/crosscheck.py zoo/{name} --train "
+                         "--update-card` | |")
+            continue
+        tier1 = "" if s["tier1_max_error"] is None else f"{s['tier1_max_error']:.1e}" + (
+            "" if s["tier1_passed"] else " (FAIL)")
+        lines.append(
+            f"| {name} | {s['data']}{' (smoke)' if s['smoke'] else ''} | {s['steps']} × {s['seeds']} | {s['metric']} "
+            f"| {s['torch_mean']:.4f} ± {s['torch_std']:.4f} | {s['keras_mean']:.4f} ± {s['keras_std']:.4f} "
+            f"| {s['difference']:+.4f} | {tier1} | {'PASS' if s['passed'] else 'FAIL'} | {s['created'][:10]} |")
+    return "\n".join(lines)
+
+
+def update_summary(readme: Path | None = None, root: Path = ROOT, models: list[str] | None = None) -> Path:
+    """Replace the block between the parity-table markers of README.md (added under "## Parity" if missing)."""
+    from zoo import registry
+
+    readme = Path(readme) if readme else Path(root) / "README.md"
+    block = f"{TABLE_START}\n{summary_table(registry.list_models() if models is None else models, root)}\n{TABLE_END}"
+    text = readme.read_text() if readme.exists() else ""
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if 0 <= start < end:
+        text = text[:start] + block + text[end + len(TABLE_END):]
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{CARD_HEADING}\n\n{block}\n"
+    readme.write_text(text)
+    return readme
