@@ -261,16 +261,16 @@ def fasta_folder(folder: str):
 # ------------------------------------------------------------------------------ embedded planted motifs
 
 
-def planted_motifs(num_motifs: int = 5, seed: int = 0, min_width: int = 8, max_width: int = 12):
+def planted_motifs(num_motifs: int = 5, seed: int = 0, min_width: int = 10, max_width: int = 14):
     """Transcription-factor-like position weight matrices, deterministic by seed: (names, [(w, 4) arrays]).
-    Each position favours one base with probability 0.6-0.95; the rest is spread at random."""
+    Each position favours one base with probability 0.8-0.99; the rest is spread at random."""
     rng = np.random.default_rng([seed, 1])
     names, pwms = [], []
     for m in range(num_motifs):
         width = int(rng.integers(min_width, max_width + 1))
         pwm = np.zeros((width, 4))
         for j, base in enumerate(rng.integers(0, 4, size=width)):
-            strength = rng.uniform(0.6, 0.95)
+            strength = rng.uniform(0.8, 0.99)
             pwm[j, [b for b in range(4) if b != base]] = rng.dirichlet(np.ones(3)) * (1.0 - strength)
             pwm[j, base] = strength
         names.append(f"motif{m}")
@@ -278,40 +278,42 @@ def planted_motifs(num_motifs: int = 5, seed: int = 0, min_width: int = 8, max_w
     return names, pwms
 
 
+LETTERS = np.frombuffer(ALPHABET.encode(), np.uint8)
+
+
 def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, rng, prefix: str):
     """Background sequences with planted motif instances; a label is on when its motif was planted."""
     background = np.array([1 - gc, gc, gc, 1 - gc]) / 2
-    codes = rng.choice(4, size=(count, length), p=background)
-    present = rng.random((count, len(pwms))) < rate
+    codes = rng.choice(4, size=(count, length), p=background)  # (N, L) base indices
+    present = rng.random((count, len(pwms))) < rate  # (N, K)
+    minus = rng.random((count, len(pwms))) < 0.5  # (N, K) instance on the reverse strand
+    starts = rng.integers(0, length - max(len(p) for p in pwms) + 1, size=(count, len(pwms), 50))  # candidates
+    # One draw per PWM column for every (sequence, motif): (N, w) base indices per motif.
+    instances = [(rng.random((count, len(p)))[..., None] > np.cumsum(p, axis=1)).sum(-1).clip(0, 3) for p in pwms]
+    masked, gapped = rng.random(count) < 0.2, rng.random(count) < 0.05  # soft-masked stretch, N run
+    decorations = rng.integers(0, length - 20, size=(count, 2)), rng.integers(1, 11, size=count)
     columns = {"id": [], "sequence": [], "labels": [], "site_motif": [], "site_start": [], "site_strand": []}
     for i in range(count):
         occupied = np.zeros(length, bool)
         sites = []
         for m in np.flatnonzero(present[i]):
-            pwm = pwms[m]
-            width = len(pwm)
-            for _ in range(100):  # a free stretch (motifs do not overlap)
-                start = int(rng.integers(0, length - width + 1))
-                if not occupied[start : start + width].any():
-                    break
-            else:
+            width = len(pwms[m])
+            start = next((int(s) for s in starts[i, m] if not occupied[s : s + width].any()), None)  # no overlaps
+            if start is None:
                 continue  # no room left: the motif (and its label) is left out
-            u = rng.random(width)[:, None]
-            bases = (u > np.cumsum(pwm, axis=1)).sum(axis=1).clip(0, 3)  # one draw per PWM column
-            strand = "-" if rng.random() < 0.5 else "+"
-            codes[i, start : start + width] = 3 - bases[::-1] if strand == "-" else bases
+            bases = instances[m][i]
+            codes[i, start : start + width] = 3 - bases[::-1] if minus[i, m] else bases
             occupied[start : start + width] = True
-            sites.append((int(m), start, strand))
-        text = np.array(list(ALPHABET))[codes[i]]
-        if rng.random() < 0.2:  # a soft-masked (lower-case) stretch, as in repeat-masked genomes
-            a = int(rng.integers(0, length - 20))
-            text[a : a + 20] = np.char.lower(text[a : a + 20])
-        if rng.random() < 0.05:  # a short run of N outside the planted sites (assembly gap)
-            a = int(rng.integers(0, length - 10))
-            if not occupied[a : a + 10].any():
-                text[a : a + int(rng.integers(1, 11))] = "N"
+            sites.append((int(m), start, "-" if minus[i, m] else "+"))
+        text = LETTERS[codes[i]]  # (L,) ASCII codes
+        if masked[i]:  # lower case, as in repeat-masked genomes
+            a = decorations[0][i, 0]
+            text[a : a + 20] += ord("a") - ord("A")
+        a = decorations[0][i, 1]
+        if gapped[i] and not occupied[a : a + 10].any():  # a short run of N (assembly gap) beside the sites
+            text[a : a + decorations[1][i]] = ord("N")
         columns["id"].append(f"{prefix}{i}")
-        columns["sequence"].append("".join(text))
+        columns["sequence"].append(text.tobytes().decode("ascii"))
         columns["labels"].append(sorted({m for m, _, _ in sites}))
         columns["site_motif"].append([m for m, _, _ in sites])
         columns["site_start"].append([s for _, s, _ in sites])
@@ -320,7 +322,7 @@ def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, r
 
 
 @register("motifs")
-def motifs(num_train: int = 8000, num_validation: int = 1000, num_test: int = 1000, sequence_length: int = 200,
+def motifs(num_train: int = 24000, num_validation: int = 1000, num_test: int = 1000, sequence_length: int = 200,
            num_motifs: int = 5, rate: float = 0.3, gc: float = 0.42, seed: int = 0):
     """Random background (GC fraction `gc`) with planted instances of `num_motifs` PWMs, each present in a
     sequence with probability `rate` on either strand: several labels per sequence. The planted sites are

@@ -36,10 +36,10 @@ class Config(Recipe):
     # Inference (eval mode only): average the logits of the sequence and of its reverse complement.
     rc_average: bool = True
     # Recipe for `motifs` on a laptop CPU (the model card's results come from these values).
-    epochs: int = 8
-    batch_size: int = 64
+    epochs: int = 4
+    batch_size: int = 128
     eval_batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     warmup_steps: int = 50
