@@ -109,3 +109,64 @@ def segmentation_overlay(image, mask, steering_deg: float, path: Path, class_nam
                   stroke_fill=(0, 0, 0))
     canvas.save(path)
     return path
+
+
+def sequence_logos(matrices: list, titles: list[str], path: Path, columns: int = 2) -> Path:
+    """DNA sequence logos (information content, bits) of position probability matrices (w, 4) in
+    A, C, G, T order, one panel per matrix: learned filters beside the motifs they match."""
+    import logomaker
+    import numpy as np
+    import pandas as pd
+
+    plt = _pyplot()
+    rows = max(1, -(-len(matrices) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 1.7 * rows), squeeze=False)
+    for ax in axes.flat[len(matrices):]:
+        ax.axis("off")
+    for ax, matrix, title in zip(axes.flat, matrices, titles):
+        probabilities = pd.DataFrame(np.asarray(matrix, np.float64), columns=list("ACGT"))
+        bits = logomaker.transform_matrix(probabilities, from_type="probability", to_type="information")
+        logomaker.Logo(bits, ax=ax, color_scheme="classic")
+        ax.set_ylim(0, 2)
+        ax.set_ylabel("bits")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def mutagenesis_map(delta, sequence: str, path: Path, title: str, sites: list[tuple[int, int, str]] = ()) -> Path:
+    """In-silico mutagenesis of one sequence: delta (L, 4) is the change of the label's logit when the base
+    at each position becomes A, C, G or T (0 at the reference base). Top: a logo of each reference base's
+    importance (minus the mean change of its three substitutions); bottom: the (4, L) heatmap. `sites`
+    (start, end, name) shades planted or annotated sites."""
+    import logomaker
+    import numpy as np
+    import pandas as pd
+
+    plt = _pyplot()
+    delta = np.asarray(delta, np.float64)
+    reference = np.array(["ACGT".index(b) if b in "ACGT" else -1 for b in sequence.upper()])
+    importance = np.zeros_like(delta)
+    known = reference >= 0
+    importance[np.flatnonzero(known), reference[known]] = -delta[known].sum(axis=1) / 3.0
+    fig, (ax_logo, ax_map) = plt.subplots(2, 1, figsize=(min(24, 2 + len(sequence) / 9), 4.2), sharex=True,
+                                          gridspec_kw={"height_ratios": [1, 1.2]})
+    logomaker.Logo(pd.DataFrame(importance, columns=list("ACGT")), ax=ax_logo, color_scheme="classic")
+    ax_logo.set_ylabel("importance")
+    limit = float(np.max(np.abs(delta))) or 1.0
+    image = ax_map.imshow(delta.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          extent=(-0.5, len(sequence) - 0.5, 3.5, -0.5))
+    ax_map.set_yticks(range(4), list("ACGT"))
+    ax_map.set_xlabel("position")
+    fig.colorbar(image, ax=ax_map, orientation="horizontal", fraction=0.08, pad=0.35, label="logit change")
+    for start, end, name in sites:
+        for ax in (ax_logo, ax_map):
+            ax.axvspan(start - 0.5, end - 0.5, color="gold", alpha=0.25, lw=0)
+        ax_logo.text((start + end) / 2, ax_logo.get_ylim()[1], name, ha="center", va="bottom", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
