@@ -78,8 +78,9 @@ def _gather(arrays: Arrays, rows: np.ndarray) -> Arrays:
     return {k: v[rows] for k, v in arrays.items()}
 
 
-def greedy(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_id: int, eos_id: int,
-           max_len: int) -> list[Hypothesis]:
+def greedy(
+    stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_id: int, eos_id: int, max_len: int
+) -> list[Hypothesis]:
     """The most probable next token at every step, for a batch of N sources; one Hypothesis each."""
     _check(src, src_mask, max_len)
     memory, state = stepper.encode(src, src_mask)
@@ -111,8 +112,17 @@ def greedy(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_id: i
     return out
 
 
-def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_id: int, eos_id: int,
-                max_len: int, beam_size: int, alpha: float = 0.0) -> list[list[Hypothesis]]:
+def beam_search(
+    stepper: Stepper,
+    src: np.ndarray,
+    src_mask: np.ndarray,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len: int,
+    beam_size: int,
+    alpha: float = 0.0,
+) -> list[list[Hypothesis]]:
     """Beam search for a batch of B sources: per source, beam_size hypotheses, best first.
 
     Each step extends every live beam by every token; walking the candidates best first, one that ends
@@ -141,8 +151,11 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
         vocab = logp.shape[-1]
         if attention is not None:
             step_rows = np.asarray(attention, np.float32)[:, None, :]  # (B * k, 1, S)
-            attention_history = step_rows if attention_history is None else np.concatenate(
-                [attention_history, step_rows], axis=1)
+            attention_history = (
+                step_rows
+                if attention_history is None
+                else np.concatenate([attention_history, step_rows], axis=1)
+            )
         candidates = (scores[:, :, None] + logp.reshape(b, k, vocab)).reshape(b, k * vocab)  # (B, k * V)
         order = np.argsort(-candidates, axis=1, kind="stable")
         parents = np.arange(b * k)  # a done source keeps its rows where they are
@@ -159,8 +172,15 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
                 if token == eos_id:
                     steps = t + 1
                     rows = None if attention_history is None else attention_history[row, :steps]
-                    finished[i].append(Hypothesis(history[row].tolist(), float(score),
-                                                  float(score) / length_penalty(steps, alpha), True, rows))
+                    finished[i].append(
+                        Hypothesis(
+                            history[row].tolist(),
+                            float(score),
+                            float(score) / length_penalty(steps, alpha),
+                            True,
+                            rows,
+                        )
+                    )
                     continue
                 parents[i * k + kept], next_tokens[i * k + kept] = row, token
                 next_scores[i, kept] = score
@@ -181,8 +201,15 @@ def beam_search(stepper: Stepper, src: np.ndarray, src_mask: np.ndarray, *, bos_
             if np.isfinite(scores[i, j]):
                 row, steps = i * k + j, history.shape[1]
                 rows = None if attention_history is None else attention_history[row, :steps]
-                finished[i].append(Hypothesis(history[row].tolist(), float(scores[i, j]),
-                                              float(scores[i, j]) / length_penalty(steps, alpha), False, rows))
+                finished[i].append(
+                    Hypothesis(
+                        history[row].tolist(),
+                        float(scores[i, j]),
+                        float(scores[i, j]) / length_penalty(steps, alpha),
+                        False,
+                        rows,
+                    )
+                )
     return [sorted(hyps, key=lambda h: -h.normalized)[:k] for hyps in finished]
 
 

@@ -13,7 +13,13 @@ from zoo import registry
 from zoo.spec import framework_of
 
 SPEC = registry.get("nlp/seq2seq")
-SMALL = {"src_vocab_size": 40, "tgt_vocab_size": 50, "embedding_dim": 8, "hidden_size": 12, "attention_dim": 10}
+SMALL = {
+    "src_vocab_size": 40,
+    "tgt_vocab_size": 50,
+    "embedding_dim": 8,
+    "hidden_size": 12,
+    "attention_dim": 10,
+}
 
 
 def twins(config, seed=0):
@@ -35,7 +41,9 @@ def test_keras_gru_computes_torch_gru_after_the_gate_reorder(frameworks):
 
     torch.manual_seed(0)
     reference = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True)
-    layer = keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=True, return_state=True, reset_after=True))
+    layer = keras.layers.Bidirectional(
+        keras.layers.GRU(4, return_sequences=True, return_state=True, reset_after=True)
+    )
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
     mask = np.array([[True] * 5, [True] * 3 + [False] * 2])
     layer(x, mask=mask)
@@ -43,15 +51,20 @@ def test_keras_gru_computes_torch_gru_after_the_gate_reorder(frameworks):
     for cell, suffix in ((layer.forward_layer.cell, ""), (layer.backward_layer.cell, "_reverse")):
         cell.kernel.assign(GRU_KERNEL.from_canonical([state[f"weight_ih_l0{suffix}"]])[0])
         cell.recurrent_kernel.assign(GRU_KERNEL.from_canonical([state[f"weight_hh_l0{suffix}"]])[0])
-        cell.bias.assign(GRU_BIAS.from_canonical([state[f"bias_ih_l0{suffix}"], state[f"bias_hh_l0{suffix}"]])[0])
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.tensor([5, 3]), batch_first=True)
+        cell.bias.assign(
+            GRU_BIAS.from_canonical([state[f"bias_ih_l0{suffix}"], state[f"bias_hh_l0{suffix}"]])[0]
+        )
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(x), torch.tensor([5, 3]), batch_first=True
+    )
     with torch.no_grad():
         out, final = reference(packed)
     out = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0].numpy()  # (B, 5, 2H)
     k_out, k_forward, k_backward = (np.asarray(keras.ops.convert_to_numpy(t)) for t in layer(x, mask=mask))
     np.testing.assert_allclose(k_out[mask], out[mask], atol=1e-6)
-    np.testing.assert_allclose(np.concatenate([k_forward, k_backward], -1),
-                               torch.cat([final[0], final[1]], -1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([k_forward, k_backward], -1), torch.cat([final[0], final[1]], -1).numpy(), atol=1e-6
+    )
 
 
 def test_gru_transforms_round_trip_bitwise():
@@ -65,10 +78,13 @@ def test_gru_transforms_round_trip_bitwise():
     assert np.array_equal(weight_ih[:4], kernel[:, 4:8].T) and np.array_equal(weight_ih[4:8], kernel[:, :4].T)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"bidirectional": False, "encoder_layers": 2, "decoder_layers": 2},
-    {"bidirectional": True, "encoder_layers": 2, "decoder_layers": 1},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bidirectional": False, "encoder_layers": 2, "decoder_layers": 2},
+        {"bidirectional": True, "encoder_layers": 2, "decoder_layers": 1},
+    ],
+)
 def test_other_shapes_match_across_frameworks(frameworks, overrides):
     config = SPEC.config(**SMALL, **overrides)
     torch_model, keras_model = twins(config)
@@ -84,7 +100,9 @@ def test_padding_changes_nothing_and_attention_skips_it(frameworks):
     wider = {k: np.pad(v, ((0, 0), (0, 3))) for k, v in batch.items()}  # 3 more PAD / False columns
     for model in twins(config):
         out, out_wide = SPEC.forward(model, batch), SPEC.forward(model, wider)
-        np.testing.assert_allclose(out_wide["logits"][:, : batch["tgt_in"].shape[1]], out["logits"], atol=1e-5)
+        np.testing.assert_allclose(
+            out_wide["logits"][:, : batch["tgt_in"].shape[1]], out["logits"], atol=1e-5
+        )
         attention = out["attention"]  # (B, T, S)
         np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
         assert np.all(attention[~np.broadcast_to(batch["src_mask"][:, None, :], attention.shape)] == 0.0)
@@ -120,12 +138,15 @@ def test_decoding_is_identical_in_both_twins(frameworks):
     assert all(c.passed for c in checks), checks
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("gru_reset_after", False, "no torch.nn.GRU equivalent"),
-    ("decoding", "sampling", "'greedy' or 'beam'"),
-    ("rnn_dropout", 1.0, r"rnn_dropout must be in \[0, 1\)"),
-    ("src_vocab_size", 3, "src_vocab_size must be >= 5"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("gru_reset_after", False, "no torch.nn.GRU equivalent"),
+        ("decoding", "sampling", "'greedy' or 'beam'"),
+        ("rnn_dropout", 1.0, r"rnn_dropout must be in \[0, 1\)"),
+        ("src_vocab_size", 3, "src_vocab_size must be >= 5"),
+    ],
+)
 def test_config_explains_bad_values(field, value, message):
     with pytest.raises(UserError, match=message):
         SPEC.config(**{field: value})
@@ -137,12 +158,19 @@ def small_checkpoint(tmp_path_factory, frameworks):
     from shared.data import load
 
     config = SPEC.config(**SMALL, max_src_len=24)
-    _, state = task.prepare(load("numbers-en-fr", train_size=200, validation_size=5, test_size=5, max_number=999),
-                            config)
+    _, state = task.prepare(
+        load("numbers-en-fr", train_size=200, validation_size=5, test_size=5, max_number=999), config
+    )
     torch_model, _ = twins(config)
     folder = tmp_path_factory.mktemp("s2s") / "checkpoint"
-    checkpoint.save(folder, model_name=SPEC.name, config=config_to_dict(config), weights=SPEC.get_weights(torch_model),
-                    meta={"framework": "torch"}, extra_files=task.checkpoint_files(state))
+    checkpoint.save(
+        folder,
+        model_name=SPEC.name,
+        config=config_to_dict(config),
+        weights=SPEC.get_weights(torch_model),
+        meta={"framework": "torch"},
+        extra_files=task.checkpoint_files(state),
+    )
     return folder
 
 
@@ -153,7 +181,9 @@ def test_predict_prints_identical_translations_in_both_frameworks(small_checkpoi
     for fw in ("torch", "keras"):
         spec, config, model, ckpt = checkpoint.load_model(small_checkpoint, fw)
         state = load_state(spec, ckpt)
-        task.predict(spec, model, config, state, ["three hundred and twelve", "çà ☃"], {"beam": "3", "nbest": "2"})
+        task.predict(
+            spec, model, config, state, ["three hundred and twelve", "çà ☃"], {"beam": "3", "nbest": "2"}
+        )
         printed[fw] = capsys.readouterr().out
     assert printed["torch"] == printed["keras"] and printed["torch"].count("\n") == 4
     assert "unknown source token" in printed["torch"]

@@ -28,6 +28,7 @@ def prepared(numbers):
 
 # ---- data -------------------------------------------------------------------------------------------
 
+
 def test_numbers_en_fr_is_deterministic_disjoint_and_real_french(numbers):
     assert {k: len(v) for k, v in numbers.items()} == {"train": 300, "validation": 40, "test": 40}
     assert list(numbers["test"]["source"]) == list(load("numbers-en-fr", **SMALL)["test"]["source"])
@@ -41,11 +42,17 @@ def test_numbers_en_fr_is_deterministic_disjoint_and_real_french(numbers):
     assert list(other_seed["test"]["source"]) != list(numbers["test"]["source"])
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"train_size": 900, "validation_size": 100, "test_size": 100, "max_number": 999}, "raise max_number"),
-    ({"train_size": 50, "always_train_below": 100}, "always_train_below"),
-    ({"test_size": 0}, "test_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"train_size": 900, "validation_size": 100, "test_size": 100, "max_number": 999},
+            "raise max_number",
+        ),
+        ({"train_size": 50, "always_train_below": 100}, "always_train_below"),
+        ({"test_size": 0}, "test_size must be >= 1"),
+    ],
+)
 def test_numbers_en_fr_refuses_impossible_sizes(kwargs, message):
     with pytest.raises(UserError, match=message):
         load("numbers-en-fr", **kwargs)
@@ -56,12 +63,16 @@ def test_multi30k_converter_reads_hub_parquet(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     rows = {"train": 5, "validation": 2, "test": 3}
     for split, n in rows.items():
-        pd.DataFrame({"en": [f"A  dog runs {i}. " for i in range(n)], "de": [f"Ein Hund läuft {i}." for i in range(n)]}
-                     ).to_parquet(folder / f"{split}-00000-of-00001.parquet")
+        pd.DataFrame(
+            {"en": [f"A  dog runs {i}. " for i in range(n)], "de": [f"Ein Hund läuft {i}." for i in range(n)]}
+        ).to_parquet(folder / f"{split}-00000-of-00001.parquet")
     monkeypatch.setenv("ZOO_HUB_MIRROR", str(tmp_path))
     for data in (load("multi30k"), load("hub:bentrevett/multi30k")):
         assert {k: len(v) for k, v in data.items()} == rows
-        assert data["train"][1] == {"source": "A dog runs 1.", "target": "Ein Hund läuft 1."}  # spaces cleaned
+        assert data["train"][1] == {
+            "source": "A dog runs 1.",
+            "target": "Ein Hund läuft 1.",
+        }  # spaces cleaned
     reverse = load("multi30k", source_lang="de", target_lang="en")
     assert reverse["test"][0]["source"].startswith("Ein Hund")
 
@@ -70,9 +81,12 @@ def test_opus_books_converter_carves_validation_and_test(tmp_path, monkeypatch):
     repo = tmp_path / "Helsinki-NLP" / "opus_books"
     for config, (a, b) in {"en-fr": ("en", "fr"), "de-en": ("de", "en")}.items():
         (repo / config).mkdir(parents=True)
-        pd.DataFrame({"id": [str(i) for i in range(20)],
-                      "translation": [{a: f"{a} {i}", b: f"{b} {i}"} for i in range(20)]}
-                     ).to_parquet(repo / config / "train-00000-of-00001.parquet")
+        pd.DataFrame(
+            {
+                "id": [str(i) for i in range(20)],
+                "translation": [{a: f"{a} {i}", b: f"{b} {i}"} for i in range(20)],
+            }
+        ).to_parquet(repo / config / "train-00000-of-00001.parquet")
     monkeypatch.setenv("ZOO_HUB_MIRROR", str(tmp_path))
     data = load("opus-books-en-fr", validation_size=3, test_size=4)
     assert {k: len(v) for k, v in data.items()} == {"train": 13, "validation": 3, "test": 4}
@@ -84,6 +98,7 @@ def test_opus_books_converter_carves_validation_and_test(tmp_path, monkeypatch):
 
 
 # ---- tokenizers and arrays --------------------------------------------------------------------------
+
 
 def test_tokenizer_round_trips_and_maps_unseen_characters_to_unknown(prepared):
     splits, state = prepared
@@ -109,8 +124,11 @@ def test_prepare_builds_teacher_forcing_arrays(prepared):
         assert test["tgt_in"][i, 0] == task.BOS_ID and test["tgt_out"][i, n_tgt - 1] == task.EOS_ID
         assert np.array_equal(test["tgt_in"][i, 1:n_tgt], test["tgt_out"][i, : n_tgt - 1])  # shifted by one
         assert task.decode_ids(target, test["tgt_out"][i, : n_tgt - 1]) == test.targets[i]
-    assert state["src_vocab_size"] <= Config().src_vocab_size and state["dropped"] == {"train": 0, "validation": 0,
-                                                                                         "test": 0}
+    assert state["src_vocab_size"] <= Config().src_vocab_size and state["dropped"] == {
+        "train": 0,
+        "validation": 0,
+        "test": 0,
+    }
 
 
 def test_length_policy_leaves_out_long_pairs_and_counts_them(numbers, capsys):
@@ -135,16 +153,29 @@ def test_state_travels_in_tokenizer_json(prepared, tmp_path):
     _, state = prepared
     files = task.checkpoint_files(state)
     assert "tokenizers" not in files["preprocessing.json"]
-    saved = checkpoint.save(tmp_path / "ckpt", model_name="nlp/seq2seq", config={}, meta={},
-                            weights={"w": np.zeros(1, np.float32)}, extra_files=files)
+    saved = checkpoint.save(
+        tmp_path / "ckpt",
+        model_name="nlp/seq2seq",
+        config={},
+        meta={},
+        weights={"w": np.zeros(1, np.float32)},
+        extra_files=files,
+    )
     loaded = task.load_state(checkpoint.load(saved))
-    assert loaded["tokenizers"]["target"] and task.tokenizers(loaded)[1].encode("douze").ids == \
-        task.tokenizers(state)[1].encode("douze").ids
+    assert (
+        loaded["tokenizers"]["target"]
+        and task.tokenizers(loaded)[1].encode("douze").ids == task.tokenizers(state)[1].encode("douze").ids
+    )
     assert json.loads((saved / "tokenizer.json").read_text())["target"]["model"]["type"] == "BPE"
     # Saved without it: a one-line error naming the file.
-    bare = checkpoint.save(tmp_path / "bare", model_name="nlp/seq2seq", config={}, meta={},
-                           weights={"w": np.zeros(1, np.float32)},
-                           extra_files={"preprocessing.json": files["preprocessing.json"]})
+    bare = checkpoint.save(
+        tmp_path / "bare",
+        model_name="nlp/seq2seq",
+        config={},
+        meta={},
+        weights={"w": np.zeros(1, np.float32)},
+        extra_files={"preprocessing.json": files["preprocessing.json"]},
+    )
     with pytest.raises(UserError, match="lacks tokenizer.json"):
         task.load_state(checkpoint.load(bare))
     # Deleted afterwards: the manifest check names it.
@@ -223,8 +254,9 @@ def test_wide_beam_search_equals_exhaustive_search(alpha, seed):
     stepper, logp = markov_stepper(seed)
     src, mask = np.ones((2, 3), np.int64), np.array([[True, True, True], [True, False, False]])
     best = exhaustive(logp, 4, alpha)[:3]
-    for hyps in decoding.beam_search(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=4, beam_size=V ** 4,
-                                     alpha=alpha):
+    for hyps in decoding.beam_search(
+        stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=4, beam_size=V**4, alpha=alpha
+    ):
         assert [(h.tokens, h.finished) for h in hyps[:3]] == [(b[1], b[2]) for b in best]
         assert [h.score for h in hyps[:3]] == pytest.approx([b[0] for b in best])
 
@@ -235,7 +267,9 @@ def test_narrow_beam_is_at_least_as_good_as_greedy_and_sorted(seed):
     src, mask = np.ones((1, 4), np.int64), np.ones((1, 4), bool)
     greedy = decoding.greedy(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=6)[0]
     beams = decoding.beam_search(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=6, beam_size=3)[0]
-    assert len(beams) == 3 and [h.normalized for h in beams] == sorted((h.normalized for h in beams), reverse=True)
+    assert len(beams) == 3 and [h.normalized for h in beams] == sorted(
+        (h.normalized for h in beams), reverse=True
+    )
     assert beams[0].score >= greedy.score - 1e-12
     for h in beams + [greedy]:
         assert h.attention.shape == (len(h.tokens) + h.finished, 4)  # a row per generated token, EOS too
@@ -260,8 +294,12 @@ def test_decoding_without_attention_and_bad_input():
     stepper, _ = markov_stepper(1, attention=False)
     src, mask = np.ones((1, 2), np.int64), np.ones((1, 2), bool)
     assert decoding.greedy(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=3)[0].attention is None
-    assert decoding.beam_search(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=3, beam_size=2)[0][0].attention \
+    assert (
+        decoding.beam_search(stepper, src, mask, bos_id=BOS, eos_id=EOS, max_len=3, beam_size=2)[0][
+            0
+        ].attention
         is None
+    )
     with pytest.raises(ValueError, match="at least one real token"):
         decoding.greedy(stepper, src, np.zeros((1, 2), bool), bos_id=BOS, eos_id=EOS, max_len=3)
     with pytest.raises(ValueError, match="beam_size must be >= 1"):

@@ -35,28 +35,43 @@ def to_dataset_dict(splits: dict[str, tuple[list[str], list[str]]]):
     import datasets
 
     features = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
-    return datasets.DatasetDict({
-        name: datasets.Dataset.from_dict(
-            {"source": [clean(s) for s in sources], "target": [clean(t) for t in targets]}, features=features)
-        for name, (sources, targets) in splits.items()
-    })
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(
+                {"source": [clean(s) for s in sources], "target": [clean(t) for t in targets]},
+                features=features,
+            )
+            for name, (sources, targets) in splits.items()
+        }
+    )
 
 
 def carve(pairs: tuple[list[str], list[str]], validation_size: int, test_size: int, seed: int):
     """One split -> train / validation / test by a seeded permutation (for corpora shipped as one split)."""
     sources, targets = pairs
     if validation_size + test_size >= len(sources):
-        raise UserError(f"validation_size + test_size = {validation_size + test_size} leaves no training pairs "
-                        f"out of {len(sources)}: pass smaller sizes")
+        raise UserError(
+            f"validation_size + test_size = {validation_size + test_size} leaves no training pairs "
+            f"out of {len(sources)}: pass smaller sizes"
+        )
     order = np.random.default_rng(seed).permutation(len(sources))
-    parts = {"test": order[:test_size], "validation": order[test_size:test_size + validation_size],
-             "train": order[test_size + validation_size:]}
+    parts = {
+        "test": order[:test_size],
+        "validation": order[test_size : test_size + validation_size],
+        "train": order[test_size + validation_size :],
+    }
     return {name: ([sources[i] for i in index], [targets[i] for i in index]) for name, index in parts.items()}
 
 
 @register("numbers-en-fr")
-def numbers_en_fr(train_size: int = 20000, validation_size: int = 1000, test_size: int = 1000,
-                  max_number: int = 99_999, always_train_below: int = 100, seed: int = 1234):
+def numbers_en_fr(
+    train_size: int = 20000,
+    validation_size: int = 1000,
+    test_size: int = 1000,
+    max_number: int = 99_999,
+    always_train_below: int = 100,
+    seed: int = 1234,
+):
     """English number words -> French number words, e.g. "ninety-seven" -> "quatre-vingt-dix-sept".
 
     Numbers are drawn without replacement from 0 .. max_number by a seeded permutation, so the three
@@ -66,25 +81,34 @@ def numbers_en_fr(train_size: int = 20000, validation_size: int = 1000, test_siz
     """
     from num2words import num2words
 
-    for name, value in (("train_size", train_size), ("validation_size", validation_size),
-                        ("test_size", test_size)):
+    for name, value in (
+        ("train_size", train_size),
+        ("validation_size", validation_size),
+        ("test_size", test_size),
+    ):
         if value < 1:
             raise UserError(f"numbers-en-fr: {name} must be >= 1; found {value}")
     if not 0 <= always_train_below <= train_size:
-        raise UserError(f"numbers-en-fr: always_train_below must be in 0 .. train_size ({train_size}); "
-                        f"found {always_train_below}")
+        raise UserError(
+            f"numbers-en-fr: always_train_below must be in 0 .. train_size ({train_size}); "
+            f"found {always_train_below}"
+        )
     available = max_number + 1
     if train_size + validation_size + test_size > available:
-        raise UserError(f"numbers-en-fr: {train_size} + {validation_size} + {test_size} numbers asked for, but "
-                        f"0 .. {max_number} holds {available}: raise max_number or ask for fewer")
+        raise UserError(
+            f"numbers-en-fr: {train_size} + {validation_size} + {test_size} numbers asked for, but "
+            f"0 .. {max_number} holds {available}: raise max_number or ask for fewer"
+        )
     rest = always_train_below + np.random.default_rng(seed).permutation(available - always_train_below)
     test, rest = rest[:test_size], rest[test_size:]
     validation, rest = rest[:validation_size], rest[validation_size:]
-    train = np.concatenate([np.arange(always_train_below), rest[:train_size - always_train_below]])
+    train = np.concatenate([np.arange(always_train_below), rest[: train_size - always_train_below]])
     train = train[np.random.default_rng(seed + 1).permutation(len(train))]  # the small numbers not first
 
     def pairs(numbers):
-        return [num2words(int(n), lang="en") for n in numbers], [num2words(int(n), lang="fr") for n in numbers]
+        return [num2words(int(n), lang="en") for n in numbers], [
+            num2words(int(n), lang="fr") for n in numbers
+        ]
 
     return to_dataset_dict({"train": pairs(train), "validation": pairs(validation), "test": pairs(test)})
 
@@ -105,8 +129,10 @@ def _load_raw(repo: str, revision: str | None, config_name: str | None = None):
         return datasets.load_dataset(repo, config_name, revision=revision)
     except Exception as err:  # network, auth or a missing revision: all fixable by the user
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"could not load hub dataset {repo}@{revision or 'main'} ({first}); check the network "
-                        "or set ZOO_HUB_MIRROR to a folder of its parquet files") from None
+        raise UserError(
+            f"could not load hub dataset {repo}@{revision or 'main'} ({first}); check the network "
+            "or set ZOO_HUB_MIRROR to a folder of its parquet files"
+        ) from None
 
 
 def _column(split, name: str, repo: str) -> list[str]:
@@ -120,22 +146,36 @@ def hub_multi30k(raw, source_lang: str = "en", target_lang: str = "de"):
     """bentrevett/multi30k: splits train / validation / test, one column per language (en, de)."""
     missing = [s for s in ("train", "validation", "test") if s not in raw]
     if missing:
-        raise UserError(f"{MULTI30K_REPO}: expected train, validation and test splits; {', '.join(missing)} missing")
-    return to_dataset_dict({
-        split: (_column(raw[split], source_lang, MULTI30K_REPO), _column(raw[split], target_lang, MULTI30K_REPO))
-        for split in ("train", "validation", "test")
-    })
+        raise UserError(
+            f"{MULTI30K_REPO}: expected train, validation and test splits; {', '.join(missing)} missing"
+        )
+    return to_dataset_dict(
+        {
+            split: (
+                _column(raw[split], source_lang, MULTI30K_REPO),
+                _column(raw[split], target_lang, MULTI30K_REPO),
+            )
+            for split in ("train", "validation", "test")
+        }
+    )
 
 
 @register_hub(OPUS_BOOKS_REPO)
-def hub_opus_books(raw, source_lang: str = "en", target_lang: str = "fr", validation_size: int = 1000,
-                   test_size: int = 1000, seed: int = 1234):
+def hub_opus_books(
+    raw,
+    source_lang: str = "en",
+    target_lang: str = "fr",
+    validation_size: int = 1000,
+    test_size: int = 1000,
+    seed: int = 1234,
+):
     """Helsinki-NLP/opus_books (config en-fr): one train split of {"translation": {"en": ..., "fr": ...}}."""
     rows = _column(raw["train"], "translation", OPUS_BOOKS_REPO)
     for key in (source_lang, target_lang):
         if rows and key not in rows[0]:
-            raise UserError(f"{OPUS_BOOKS_REPO}: translation pairs have languages {', '.join(rows[0])}; "
-                            f"{key!r} asked for")
+            raise UserError(
+                f"{OPUS_BOOKS_REPO}: translation pairs have languages {', '.join(rows[0])}; {key!r} asked for"
+            )
     pairs = ([r[source_lang] for r in rows], [r[target_lang] for r in rows])
     return to_dataset_dict(carve(pairs, validation_size, test_size, seed))
 

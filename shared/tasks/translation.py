@@ -44,11 +44,20 @@ PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # trained first, so they get ids 0-3 in both vocabularies
 TOKENIZER_FILE = "tokenizer.json"
-CONFIG_ATTRIBUTES = ("src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "pad_id", "decoding",
-                     "beam_size", "length_penalty")
+CONFIG_ATTRIBUTES = (
+    "src_vocab_size",
+    "tgt_vocab_size",
+    "max_src_len",
+    "max_tgt_len",
+    "pad_id",
+    "decoding",
+    "beam_size",
+    "length_penalty",
+)
 
 
 # ---- tokenizers -------------------------------------------------------------------------------------
+
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A BPE tokenizer of at most vocab_size tokens, trained on `texts`; decoding restores the text."""
@@ -58,10 +67,15 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tokenizer.normalizer = normalizers.NFKC()
     # Words at spaces (kept as a leading "▁"), then punctuation on its own: "quatre-vingt" -> ▁quatre - vingt.
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Metaspace(prepend_scheme="first"), pre_tokenizers.Punctuation("isolated")])
+        [pre_tokenizers.Metaspace(prepend_scheme="first"), pre_tokenizers.Punctuation("isolated")]
+    )
     tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  limit_alphabet=max(vocab_size // 2, 1))
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        limit_alphabet=max(vocab_size // 2, 1),
+    )
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
 
@@ -75,7 +89,9 @@ def tokenizer_from_json(text: str):
 
 def tokenizers(state: dict):
     """(source tokenizer, target tokenizer) of a preprocessing state."""
-    return tokenizer_from_json(state["tokenizers"]["source"]), tokenizer_from_json(state["tokenizers"]["target"])
+    return tokenizer_from_json(state["tokenizers"]["source"]), tokenizer_from_json(
+        state["tokenizers"]["target"]
+    )
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -88,11 +104,14 @@ def decode_ids(tokenizer, ids) -> str:
 
 # ---- batches ----------------------------------------------------------------------------------------
 
+
 def check_config(config) -> None:
     missing = [name for name in CONFIG_ATTRIBUTES if not hasattr(config, name)]
     if missing:
-        raise UserError(f"{type(config).__module__}.Config lacks {', '.join(missing)}, which the translation "
-                        "task reads (see shared/tasks/translation.py)")
+        raise UserError(
+            f"{type(config).__module__}.Config lacks {', '.join(missing)}, which the translation "
+            "task reads (see shared/tasks/translation.py)"
+        )
     if config.pad_id != PAD_ID:
         raise UserError(f"pad_id must be {PAD_ID}, the tokenizers' {PAD}; found {config.pad_id}")
 
@@ -129,22 +148,35 @@ def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.nd
 
 
 def check_batch(config, batch: dict) -> None:
-    check_keys(batch, {"src": ("i", 2), "src_mask": ("b", 2), "tgt_in": ("i", 2), "tgt_out": ("i", 2),
-                       "tgt_mask": ("b", 2)})
+    check_keys(
+        batch,
+        {
+            "src": ("i", 2),
+            "src_mask": ("b", 2),
+            "tgt_in": ("i", 2),
+            "tgt_out": ("i", 2),
+            "tgt_mask": ("b", 2),
+        },
+    )
     if batch["src"].shape != batch["src_mask"].shape:
         raise ValueError(f"src {batch['src'].shape} and src_mask {batch['src_mask'].shape} differ in shape")
     shapes = {k: batch[k].shape for k in ("tgt_in", "tgt_out", "tgt_mask")}
     if len(set(shapes.values())) != 1 or shapes["tgt_in"][0] != batch["src"].shape[0]:
         raise ValueError(f"tgt_in, tgt_out and tgt_mask must be (B, T) with src's B; found {shapes}")
-    for key, size, name in (("src", config.src_vocab_size, "src_vocab_size"),
-                            ("tgt_in", config.tgt_vocab_size, "tgt_vocab_size"),
-                            ("tgt_out", config.tgt_vocab_size, "tgt_vocab_size")):
+    for key, size, name in (
+        ("src", config.src_vocab_size, "src_vocab_size"),
+        ("tgt_in", config.tgt_vocab_size, "tgt_vocab_size"),
+        ("tgt_out", config.tgt_vocab_size, "tgt_vocab_size"),
+    ):
         if batch[key].size and (batch[key].min() < 0 or batch[key].max() >= size):
-            raise ValueError(f"batch[{key!r}] holds token ids {batch[key].min()}..{batch[key].max()}; "
-                             f"the model's {name} is {size}")
+            raise ValueError(
+                f"batch[{key!r}] holds token ids {batch[key].min()}..{batch[key].max()}; "
+                f"the model's {name} is {size}"
+            )
 
 
 # ---- data preparation -------------------------------------------------------------------------------
+
 
 class Split(dict):
     """One split's arrays (a dict, as every task returns) and what decoding metrics need besides:
@@ -161,32 +193,47 @@ def prepare(dataset, config, state: dict | None = None):
     for name in dataset:
         columns = dataset[name].column_names
         if "source" not in columns or "target" not in columns:
-            raise UserError(f"split {name!r} has columns {', '.join(columns)}; a translation dataset needs "
-                            "'source' and 'target' (see shared/data/translation.py)")
+            raise UserError(
+                f"split {name!r} has columns {', '.join(columns)}; a translation dataset needs "
+                "'source' and 'target' (see shared/data/translation.py)"
+            )
     if state is None:
         train = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
         source = train_tokenizer(list(train["source"]), config.src_vocab_size)
         target = train_tokenizer(list(train["target"]), config.tgt_vocab_size)
-        state = {"kind": "translation", "special_tokens": dict(zip(SPECIAL_TOKENS, range(4))),
-                 "src_vocab_size": source.get_vocab_size(), "tgt_vocab_size": target.get_vocab_size(),
-                 "max_src_len": config.max_src_len, "max_tgt_len": config.max_tgt_len,
-                 "tokenizers": {"source": source.to_str(), "target": target.to_str()}}
+        state = {
+            "kind": "translation",
+            "special_tokens": dict(zip(SPECIAL_TOKENS, range(4))),
+            "src_vocab_size": source.get_vocab_size(),
+            "tgt_vocab_size": target.get_vocab_size(),
+            "max_src_len": config.max_src_len,
+            "max_tgt_len": config.max_tgt_len,
+            "tokenizers": {"source": source.to_str(), "target": target.to_str()},
+        }
     for side in ("src", "tgt"):
         if state[f"{side}_vocab_size"] > getattr(config, f"{side}_vocab_size"):
-            raise UserError(f"the {side} tokenizer has {state[f'{side}_vocab_size']} tokens but the model's "
-                            f"{side}_vocab_size is {getattr(config, f'{side}_vocab_size')}: pass "
-                            f"--set {side}_vocab_size={state[f'{side}_vocab_size']}")
+            raise UserError(
+                f"the {side} tokenizer has {state[f'{side}_vocab_size']} tokens but the model's "
+                f"{side}_vocab_size is {getattr(config, f'{side}_vocab_size')}: pass "
+                f"--set {side}_vocab_size={state[f'{side}_vocab_size']}"
+            )
     source_tok, target_tok = tokenizers(state)
     splits, dropped = {}, {}
     for name in dataset:
         sources, targets = list(dataset[name]["source"]), list(dataset[name]["target"])
         src_ids, tgt_ids = encode_texts(source_tok, sources), encode_texts(target_tok, targets)
-        keep = [i for i in range(len(sources))
-                if len(src_ids[i]) + 1 <= config.max_src_len and len(tgt_ids[i]) + 1 <= config.max_tgt_len]
+        keep = [
+            i
+            for i in range(len(sources))
+            if len(src_ids[i]) + 1 <= config.max_src_len and len(tgt_ids[i]) + 1 <= config.max_tgt_len
+        ]
         dropped[name] = len(sources) - len(keep)
         if dropped[name]:
-            print(f"translation: left out {dropped[name]} of {len(sources)} {name} pairs longer than "
-                  f"max_src_len={config.max_src_len} / max_tgt_len={config.max_tgt_len} tokens", file=sys.stderr)
+            print(
+                f"translation: left out {dropped[name]} of {len(sources)} {name} pairs longer than "
+                f"max_src_len={config.max_src_len} / max_tgt_len={config.max_tgt_len} tokens",
+                file=sys.stderr,
+            )
         arrays = make_arrays([src_ids[i] for i in keep], [tgt_ids[i] for i in keep])
         splits[name] = Split(arrays, [sources[i] for i in keep], [targets[i] for i in keep], state)
     state = {**state, "dropped": dropped}
@@ -197,10 +244,15 @@ def prepare(dataset, config, state: dict | None = None):
 
 def checkpoint_files(state: dict) -> dict:
     """tokenizer.json (both tokenizers, each a Hugging Face tokenizer.json) and preprocessing.json without them."""
-    tokenizer = {"format": "zoo-translation-tokenizers/1",
-                 "source": json.loads(state["tokenizers"]["source"]),
-                 "target": json.loads(state["tokenizers"]["target"])}
-    return {TOKENIZER_FILE: tokenizer, "preprocessing.json": {k: v for k, v in state.items() if k != "tokenizers"}}
+    tokenizer = {
+        "format": "zoo-translation-tokenizers/1",
+        "source": json.loads(state["tokenizers"]["source"]),
+        "target": json.loads(state["tokenizers"]["target"]),
+    }
+    return {
+        TOKENIZER_FILE: tokenizer,
+        "preprocessing.json": {k: v for k, v in state.items() if k != "tokenizers"},
+    }
 
 
 def load_state(checkpoint: dict) -> dict:
@@ -209,8 +261,10 @@ def load_state(checkpoint: dict) -> dict:
 
     for name in ("preprocessing.json", TOKENIZER_FILE):
         if name not in checkpoint["files"]:
-            raise UserError(f"checkpoint {checkpoint['folder']} lacks {name}: a translation model cannot read or "
-                            "write text without it; use the checkpoint folder tools/train.py wrote, complete")
+            raise UserError(
+                f"checkpoint {checkpoint['folder']} lacks {name}: a translation model cannot read or "
+                "write text without it; use the checkpoint folder tools/train.py wrote, complete"
+            )
     state = read_json(checkpoint, "preprocessing.json")
     tokenizer = read_json(checkpoint, TOKENIZER_FILE)
     state["tokenizers"] = {side: json.dumps(tokenizer[side]) for side in ("source", "target")}
@@ -219,6 +273,7 @@ def load_state(checkpoint: dict) -> dict:
 
 # ---- metrics and decoding ---------------------------------------------------------------------------
 
+
 def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     """Teacher-forced token accuracy and loss (mean cross-entropy per target token) over tgt_mask."""
     from shared.metrics import log_softmax
@@ -226,8 +281,10 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     logits, target, mask = outputs["logits"], batch["tgt_out"], batch["tgt_mask"]
     logp = np.take_along_axis(log_softmax(logits), target[..., None], axis=-1)[..., 0]  # (N, T)
     count = max(int(mask.sum()), 1)
-    return {"token_accuracy": float(((np.argmax(logits, -1) == target) & mask).sum() / count),
-            "loss": float(-(logp * mask).sum() / count)}
+    return {
+        "token_accuracy": float(((np.argmax(logits, -1) == target) & mask).sum() / count),
+        "loss": float(-(logp * mask).sum() / count),
+    }
 
 
 def stepper(spec, model) -> decoding.Stepper:
@@ -238,8 +295,16 @@ def stepper(spec, model) -> decoding.Stepper:
     return decoding.Stepper(partial(impl.encode, model), partial(impl.decode_step, model))
 
 
-def decode(spec, model, config, src: np.ndarray, src_mask: np.ndarray, beam_size: int | None = None,
-           max_len: int | None = None, alpha: float | None = None) -> list[decoding.Hypothesis]:
+def decode(
+    spec,
+    model,
+    config,
+    src: np.ndarray,
+    src_mask: np.ndarray,
+    beam_size: int | None = None,
+    max_len: int | None = None,
+    alpha: float | None = None,
+) -> list[decoding.Hypothesis]:
     """The best hypothesis per source: greedy when beam_size is 1, else beam search."""
     if beam_size is None:
         beam_size = config.beam_size if config.decoding == "beam" else 1
@@ -248,8 +313,9 @@ def decode(spec, model, config, src: np.ndarray, src_mask: np.ndarray, beam_size
     step = stepper(spec, model)
     if beam_size == 1:
         return decoding.greedy(step, src, src_mask, bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len)
-    beams = decoding.beam_search(step, src, src_mask, bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len,
-                                 beam_size=beam_size, alpha=alpha)
+    beams = decoding.beam_search(
+        step, src, src_mask, bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len, beam_size=beam_size, alpha=alpha
+    )
     return [hyps[0] for hyps in beams]
 
 
@@ -261,8 +327,10 @@ def evaluate(spec, model, arrays: Split, config, batch_size: int = 256) -> dict[
     from shared.data.iterator import BatchIterator
 
     if not isinstance(arrays, Split):
-        raise UserError("translation evaluate() needs a split from shared.tasks.translation.prepare "
-                        "(it carries the texts and the tokenizers)")
+        raise UserError(
+            "translation evaluate() needs a split from shared.tasks.translation.prepare "
+            "(it carries the texts and the tokenizers)"
+        )
     _, target_tok = tokenizers(arrays.state)
     outputs: dict[str, list] = {"logits": []}
     hypotheses: list[str] = []
@@ -282,6 +350,7 @@ def evaluate(spec, model, arrays: Split, config, batch_size: int = 256) -> dict[
 
 # ---- prediction and attention pictures --------------------------------------------------------------
 
+
 def encode_sources(texts: list[str], config, state: dict) -> dict[str, np.ndarray]:
     """User sentences -> src / src_mask; an empty or over-long source is a UserError naming it."""
     from shared.data.translation import clean
@@ -293,8 +362,10 @@ def encode_sources(texts: list[str], config, state: dict) -> dict[str, np.ndarra
             raise UserError("an empty source sentence was given: pass at least one word to translate")
         ids = encode_texts(source_tok, [clean(text)])[0]
         if len(ids) + 1 > config.max_src_len:
-            raise UserError(f"source {clean(text)[:60]!r} is {len(ids) + 1} tokens (EOS included); this model "
-                            f"reads at most max_src_len={config.max_src_len}: shorten or split it")
+            raise UserError(
+                f"source {clean(text)[:60]!r} is {len(ids) + 1} tokens (EOS included); this model "
+                f"reads at most max_src_len={config.max_src_len}: shorten or split it"
+            )
         rows.append(ids)
     arrays = make_arrays(rows, [[] for _ in rows])
     return {"src": arrays["src"], "src_mask": arrays["src_mask"]}
@@ -304,8 +375,9 @@ def tokens_of(tokenizer, ids) -> list[str]:
     return [tokenizer.id_to_token(int(i)) for i in ids]
 
 
-def attention_pictures(spec, model, config, state: dict, texts: list[str], folder: Path,
-                       beam_size: int = 1) -> list[Path]:
+def attention_pictures(
+    spec, model, config, state: dict, texts: list[str], folder: Path, beam_size: int = 1
+) -> list[Path]:
     """One attention heatmap PNG per source sentence: target tokens (rows) over source tokens (columns)."""
     from shared.plots import attention_heatmap
 
@@ -314,15 +386,20 @@ def attention_pictures(spec, model, config, state: dict, texts: list[str], folde
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, hyp in enumerate(decode(spec, model, config, batch["src"], batch["src_mask"], beam_size=beam_size)):
+    for i, hyp in enumerate(
+        decode(spec, model, config, batch["src"], batch["src_mask"], beam_size=beam_size)
+    ):
         if hyp.attention is None:
             continue
         length = int(batch["src_mask"][i].sum())
         src_tokens = tokens_of(source_tok, batch["src"][i, :length])
         tgt_tokens = tokens_of(target_tok, hyp.tokens) + ([EOS] if hyp.finished else [])
         title = f"{texts[i]} -> {decode_ids(target_tok, hyp.tokens)}"
-        paths.append(attention_heatmap(hyp.attention[:, :length], src_tokens, tgt_tokens,
-                                       folder / f"attention_{i:02d}.png", title))
+        paths.append(
+            attention_heatmap(
+                hyp.attention[:, :length], src_tokens, tgt_tokens, folder / f"attention_{i:02d}.png", title
+            )
+        )
     return paths
 
 
@@ -344,27 +421,45 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
     known = {"beam", "nbest", "max_len", "length_penalty", "heatmaps", "top_k"}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)}; translation knows "
-                        f"{', '.join(sorted(known - {'top_k'}))}")
+        raise UserError(
+            f"unknown option(s) {', '.join(unknown)}; translation knows "
+            f"{', '.join(sorted(known - {'top_k'}))}"
+        )
     try:
         beam = int(options.get("beam", 1))
         nbest = int(options.get("nbest", 1))
         max_len = int(options.get("max_len", config.max_tgt_len))
         alpha = float(options.get("length_penalty", config.length_penalty))
     except ValueError as err:
-        raise UserError(f"bad option value ({err}): beam, nbest and max_len take integers, length_penalty a number")
+        raise UserError(
+            f"bad option value ({err}): beam, nbest and max_len take integers, length_penalty a number"
+        ) from None
     if beam < 1 or nbest < 1 or max_len < 1 or nbest > beam:
-        raise UserError(f"need beam >= 1, 1 <= nbest <= beam and max_len >= 1; found beam={beam}, nbest={nbest}, "
-                        f"max_len={max_len}")
+        raise UserError(
+            f"need beam >= 1, 1 <= nbest <= beam and max_len >= 1; found beam={beam}, nbest={nbest}, "
+            f"max_len={max_len}"
+        )
     source_tok, target_tok = tokenizers(state)
     batch = encode_sources(inputs, config, state)
     step = stepper(spec, model)
     if beam == 1:
-        results = [[h] for h in decoding.greedy(step, batch["src"], batch["src_mask"], bos_id=BOS_ID, eos_id=EOS_ID,
-                                                 max_len=max_len)]
+        results = [
+            [h]
+            for h in decoding.greedy(
+                step, batch["src"], batch["src_mask"], bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len
+            )
+        ]
     else:
-        results = decoding.beam_search(step, batch["src"], batch["src_mask"], bos_id=BOS_ID, eos_id=EOS_ID,
-                                       max_len=max_len, beam_size=beam, alpha=alpha)
+        results = decoding.beam_search(
+            step,
+            batch["src"],
+            batch["src_mask"],
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            max_len=max_len,
+            beam_size=beam,
+            alpha=alpha,
+        )
     method = "greedy" if beam == 1 else f"beam {beam}, length penalty {alpha:g}"
     for i, (text, hyps) in enumerate(zip(inputs, results)):
         unknown_count = int((batch["src"][i] == UNK_ID).sum())
@@ -372,14 +467,17 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
         for rank, hyp in enumerate(hyps[:nbest]):
             ended = "" if hyp.finished else f", stopped at max_len={max_len}"
             label = f"{rank + 1}. " if nbest > 1 else ""
-            print(f"{text} -> {label}{decode_ids(target_tok, hyp.tokens)}    "
-                  f"(log-prob {hyp.score:.4f}, {method}{ended}{note})")
+            print(
+                f"{text} -> {label}{decode_ids(target_tok, hyp.tokens)}    "
+                f"(log-prob {hyp.score:.4f}, {method}{ended}{note})"
+            )
     if options.get("heatmaps"):
         for path in attention_pictures(spec, model, config, state, inputs, Path(options["heatmaps"]), beam):
             print(f"attention heatmap: {path}")
 
 
 # ---- cross-framework decoding check (SPEC.extra_checks) ---------------------------------------------
+
 
 def decoding_checks(spec, config, sources: int = 6, beam_size: int = 3, seed: int = 21) -> list:
     """With the same weights, greedy and beam search give the same tokens in both twins on random sources."""
@@ -396,15 +494,28 @@ def decoding_checks(spec, config, sources: int = 6, beam_size: int = 3, seed: in
     max_len = min(config.max_tgt_len, 12)
     checks = []
     for name, width in (("greedy", 1), ("beam", beam_size)):
-        found = [decode(spec, m, config, batch["src"], batch["src_mask"], beam_size=width, max_len=max_len)
-                 for m in (torch_model, keras_model)]
+        found = [
+            decode(spec, m, config, batch["src"], batch["src_mask"], beam_size=width, max_len=max_len)
+            for m in (torch_model, keras_model)
+        ]
         same = sum(t.tokens == k.tokens for t, k in zip(*found))
         score_err = max(abs(t.score - k.score) / max(1.0, abs(t.score)) for t, k in zip(*found))
-        attention_err = max(float(np.max(np.abs(t.attention - k.attention)))
-                            if t.attention is not None and t.tokens == k.tokens else 0.0 for t, k in zip(*found))
+        attention_err = max(
+            float(np.max(np.abs(t.attention - k.attention)))
+            if t.attention is not None and t.tokens == k.tokens
+            else 0.0
+            for t, k in zip(*found)
+        )
         passed = same == sources and score_err <= 1e-5 and attention_err <= 1e-5
-        checks.append(Check(f"{name}_decoding_identical", max(score_err, attention_err), 1e-5, passed,
-                            f"{same}/{sources} identical token sequences (max_len {max_len}"
-                            f"{'' if width == 1 else f', beam {width}'}); worst of relative score error and "
-                            "attention error"))
+        checks.append(
+            Check(
+                f"{name}_decoding_identical",
+                max(score_err, attention_err),
+                1e-5,
+                passed,
+                f"{same}/{sources} identical token sequences (max_len {max_len}"
+                f"{'' if width == 1 else f', beam {width}'}); worst of relative score error and "
+                "attention error",
+            )
+        )
     return checks

@@ -11,7 +11,13 @@ SPEC = ModelSpec(
     package=__name__,
     config_cls=Config,
     extra_checks=decoding_checks,  # greedy and beam search give the same tokens in both twins
-    smoke_config={"epochs": 1, "batch_size": 32, "embedding_dim": 16, "hidden_size": 16, "attention_dim": 16,
-                  "warmup_steps": 0},
+    smoke_config={
+        "epochs": 1,
+        "batch_size": 32,
+        "embedding_dim": 16,
+        "hidden_size": 16,
+        "attention_dim": 16,
+        "warmup_steps": 0,
+    },
     smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
 )

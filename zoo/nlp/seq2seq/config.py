@@ -55,16 +55,28 @@ class Config(Recipe):
         super().validate()
         for name in ("src_vocab_size", "tgt_vocab_size"):
             if getattr(self, name) < 5:
-                raise UserError(f"{name} must be >= 5 (pad, unknown, BOS, EOS and a word); found {getattr(self, name)}")
-        for name in ("max_src_len", "max_tgt_len", "embedding_dim", "hidden_size", "encoder_layers",
-                     "decoder_layers", "attention_dim", "beam_size"):
+                raise UserError(
+                    f"{name} must be >= 5 (pad, unknown, BOS, EOS and a word); found {getattr(self, name)}"
+                )
+        for name in (
+            "max_src_len",
+            "max_tgt_len",
+            "embedding_dim",
+            "hidden_size",
+            "encoder_layers",
+            "decoder_layers",
+            "attention_dim",
+            "beam_size",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
         for name in ("embedding_dropout", "rnn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"{name} must be in [0, 1); found {getattr(self, name)}")
         if not self.gru_reset_after:
-            raise UserError("gru_reset_after=False (Keras 2's GRU) has no torch.nn.GRU equivalent; keep it True")
+            raise UserError(
+                "gru_reset_after=False (Keras 2's GRU) has no torch.nn.GRU equivalent; keep it True"
+            )
         if self.decoding not in ("greedy", "beam"):
             raise UserError(f"decoding must be 'greedy' or 'beam'; found {self.decoding!r}")
         if self.embedding_init_std <= 0:

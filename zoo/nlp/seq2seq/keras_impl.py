@@ -17,22 +17,34 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from shared.weight_map import Row, Transform, dense as dense_rows, embedding as embedding_rows, row
+from shared.weight_map import Row, Transform, row
+from shared.weight_map import dense as dense_rows
+from shared.weight_map import embedding as embedding_rows
 from zoo.nlp.seq2seq.config import ATTENTION_MASK_VALUE, Config
 
 
 def linear_init(fan_in: int) -> dict:
     """torch's nn.Linear initialisation, U(+-1/sqrt(fan_in)), for kernel and bias."""
     bound = 1.0 / math.sqrt(fan_in)
-    return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
-            "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
+    return {
+        "kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
 
 
 def gru_init(config: Config) -> dict:
     """torch's nn.GRU / nn.GRUCell initialisation, U(+-1/sqrt(H)) for every tensor; torch's formulation."""
-    uniform = keras.initializers.RandomUniform(-1.0 / math.sqrt(config.hidden_size), 1.0 / math.sqrt(config.hidden_size))
-    return {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": config.gru_reset_after,
-            "kernel_initializer": uniform, "recurrent_initializer": uniform, "bias_initializer": uniform}
+    uniform = keras.initializers.RandomUniform(
+        -1.0 / math.sqrt(config.hidden_size), 1.0 / math.sqrt(config.hidden_size)
+    )
+    return {
+        "activation": "tanh",
+        "recurrent_activation": "sigmoid",
+        "reset_after": config.gru_reset_after,
+        "kernel_initializer": uniform,
+        "recurrent_initializer": uniform,
+        "bias_initializer": uniform,
+    }
 
 
 def embedding_init(config: Config) -> keras.initializers.Initializer:
@@ -49,7 +61,9 @@ class Dropout(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed, name=f"{name}_seed")
 
     def call(self, x, training=False):
-        return keras.random.dropout(x, self.rate, seed=self.seed_generator) if training and self.rate > 0 else x
+        return (
+            keras.random.dropout(x, self.rate, seed=self.seed_generator) if training and self.rate > 0 else x
+        )
 
 
 class Encoder(layers.Layer):
@@ -57,15 +71,27 @@ class Encoder(layers.Layer):
 
     def __init__(self, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.embedding = layers.Embedding(config.src_vocab_size, config.embedding_dim,
-                                          embeddings_initializer=embedding_init(config), name="embedding")
+        self.embedding = layers.Embedding(
+            config.src_vocab_size,
+            config.embedding_dim,
+            embeddings_initializer=embedding_init(config),
+            name="embedding",
+        )
         self.dropout = Dropout(config.embedding_dropout, config.seed, name="encoder_dropout")
         self.rnn = []
         for i in range(config.encoder_layers):
-            gru = layers.GRU(config.hidden_size, return_sequences=True, return_state=True, name=f"gru_{i}",
-                             **gru_init(config))
-            self.rnn.append(layers.Bidirectional(gru, merge_mode="concat", name=f"rnn_{i}")
-                            if config.bidirectional else gru)
+            gru = layers.GRU(
+                config.hidden_size,
+                return_sequences=True,
+                return_state=True,
+                name=f"gru_{i}",
+                **gru_init(config),
+            )
+            self.rnn.append(
+                layers.Bidirectional(gru, merge_mode="concat", name=f"rnn_{i}")
+                if config.bidirectional
+                else gru
+            )
         self.rnn_dropout = Dropout(config.rnn_dropout, config.seed + 1, name="encoder_rnn_dropout")
 
     def build(self, src_shape, src_mask_shape=None):
@@ -89,9 +115,12 @@ class AdditiveAttention(layers.Layer):
 
     def __init__(self, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.query_proj = layers.Dense(config.attention_dim, use_bias=False, name="query_proj",
-                                       **linear_init(config.hidden_size))  # W_q
-        self.score_proj = layers.Dense(1, use_bias=False, name="score_proj", **linear_init(config.attention_dim))  # v
+        self.query_proj = layers.Dense(
+            config.attention_dim, use_bias=False, name="query_proj", **linear_init(config.hidden_size)
+        )  # W_q
+        self.score_proj = layers.Dense(
+            1, use_bias=False, name="score_proj", **linear_init(config.attention_dim)
+        )  # v
 
     def call(self, query, keys, values, src_mask):
         # query (B, H): the decoder state; keys (B, S, A) = W_k h, computed once per source; values (B, S, E)
@@ -107,8 +136,12 @@ class Decoder(layers.Layer):
 
     def __init__(self, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.embedding = layers.Embedding(config.tgt_vocab_size, config.embedding_dim,
-                                          embeddings_initializer=embedding_init(config), name="embedding")
+        self.embedding = layers.Embedding(
+            config.tgt_vocab_size,
+            config.embedding_dim,
+            embeddings_initializer=embedding_init(config),
+            name="embedding",
+        )
         self.dropout = Dropout(config.embedding_dropout, config.seed + 2, name="decoder_dropout")
         self.attention = AdditiveAttention(config, name="attention")
         self.rnn = [
@@ -117,8 +150,11 @@ class Decoder(layers.Layer):
         ]
         self.rnn_dropout = Dropout(config.rnn_dropout, config.seed + 3, name="decoder_rnn_dropout")
         # The readout sees the new state, the context and the previous token, as in the paper.
-        self.out_proj = layers.Dense(config.tgt_vocab_size, name="out_proj",
-                                     **linear_init(config.hidden_size + config.encoder_dim + config.embedding_dim))
+        self.out_proj = layers.Dense(
+            config.tgt_vocab_size,
+            name="out_proj",
+            **linear_init(config.hidden_size + config.encoder_dim + config.embedding_dim),
+        )
 
     def call(self, tokens, hidden, keys, values, src_mask, training=False):
         # tokens (B,): y_{t-1}; hidden: decoder_layers states (B, H), the last one is s_{t-1}
@@ -131,7 +167,9 @@ class Decoder(layers.Layer):
                 x = self.rnn_dropout(x, training=training)
             x, _ = cell(x, hidden[i], training=training)  # (B, H)
             new_hidden.append(x)
-        readout = self.rnn_dropout(ops.concatenate([x, context, embedded], axis=-1), training=training)  # (B, H + E + D)
+        readout = self.rnn_dropout(
+            ops.concatenate([x, context, embedded], axis=-1), training=training
+        )  # (B, H + E + D)
         return self.out_proj(readout), new_hidden, weights  # (B, V), [(B, H)], (B, S)
 
 
@@ -141,26 +179,34 @@ class Seq2Seq(keras.Model):
         self.config = config
         self.encoder = Encoder(config, name="encoder")
         # s_0 = tanh(W_s [h_fwd; h_bwd]) for every decoder layer (the paper: tanh(W_s h_bwd_1)).
-        self.bridge = layers.Dense(config.decoder_layers * config.hidden_size, name="bridge",
-                                   **linear_init(config.encoder_dim))
-        self.key_proj = layers.Dense(config.attention_dim, use_bias=False, name="key_proj",
-                                     **linear_init(config.encoder_dim))  # the attention's W_k
+        self.bridge = layers.Dense(
+            config.decoder_layers * config.hidden_size, name="bridge", **linear_init(config.encoder_dim)
+        )
+        self.key_proj = layers.Dense(
+            config.attention_dim, use_bias=False, name="key_proj", **linear_init(config.encoder_dim)
+        )  # the attention's W_k
         self.decoder = Decoder(config, name="decoder")
 
     def encode(self, src, src_mask, training=False):
         values, final = self.encoder(src, src_mask, training=training)  # (B, S, E), (B, E)
         keys = self.key_proj(values)  # (B, S, A): W_k h, once per source
         hidden = ops.tanh(self.bridge(final))  # (B, layers * H)
-        hidden = ops.reshape(hidden, (-1, self.config.decoder_layers, self.config.hidden_size))  # (B, layers, H)
+        hidden = ops.reshape(
+            hidden, (-1, self.config.decoder_layers, self.config.hidden_size)
+        )  # (B, layers, H)
         return keys, values, [hidden[:, i] for i in range(self.config.decoder_layers)]
 
     def call(self, src, src_mask, tgt_in, training=False):
         keys, values, hidden = self.encode(src, src_mask, training=training)
         if tgt_in.shape[1] is None:
-            raise ValueError("the Keras twin unrolls the decoder over the target length, which must be static")
+            raise ValueError(
+                "the Keras twin unrolls the decoder over the target length, which must be static"
+            )
         logits, attention = [], []
         for t in range(tgt_in.shape[1]):  # teacher forcing: step t reads the reference token t - 1
-            step_logits, hidden, weights = self.decoder(tgt_in[:, t], hidden, keys, values, src_mask, training=training)
+            step_logits, hidden, weights = self.decoder(
+                tgt_in[:, t], hidden, keys, values, src_mask, training=training
+            )
             logits.append(step_logits)
             attention.append(weights)
         return ops.stack(logits, axis=1), ops.stack(attention, axis=1)  # (B, T, V), (B, T, S)
@@ -193,6 +239,7 @@ def build_model(config: Config) -> Seq2Seq:
 
 # ---- weight map -------------------------------------------------------------------------------------
 
+
 def zrh_to_rzn(a: np.ndarray, axis: int) -> np.ndarray:
     z, r, h = np.split(a, 3, axis=axis)
     return np.concatenate([r, z, h], axis=axis)
@@ -223,7 +270,9 @@ def gru_rows(keras_cell: str, canonical: str, suffix: str) -> list[Row]:
     """One GRU (one direction of one layer): kernel, recurrent kernel, the two biases, the RNG state."""
     return [
         row(f"{keras_cell}/kernel", f"{canonical}.weight_ih{suffix}", GRU_KERNEL),  # (in, 3H) <-> (3H, in)
-        row(f"{keras_cell}/recurrent_kernel", f"{canonical}.weight_hh{suffix}", GRU_KERNEL),  # (H, 3H) <-> (3H, H)
+        row(
+            f"{keras_cell}/recurrent_kernel", f"{canonical}.weight_hh{suffix}", GRU_KERNEL
+        ),  # (H, 3H) <-> (3H, H)
         row(f"{keras_cell}/bias", (f"{canonical}.bias_ih{suffix}", f"{canonical}.bias_hh{suffix}"), GRU_BIAS),
         row(f"{keras_cell}/seed_generator_state", (), KERAS_RNG),
     ]
@@ -235,7 +284,9 @@ def weight_map(config: Config) -> list[Row]:
     for i in range(config.encoder_layers):
         if config.bidirectional:
             rows += gru_rows(f"seq2seq/encoder/rnn_{i}/forward_gru_{i}/gru_cell", "encoder.rnn", f"_l{i}")
-            rows += gru_rows(f"seq2seq/encoder/rnn_{i}/backward_gru_{i}/gru_cell", "encoder.rnn", f"_l{i}_reverse")
+            rows += gru_rows(
+                f"seq2seq/encoder/rnn_{i}/backward_gru_{i}/gru_cell", "encoder.rnn", f"_l{i}_reverse"
+            )
         else:
             rows += gru_rows(f"seq2seq/encoder/gru_{i}/gru_cell", "encoder.rnn", f"_l{i}")
     rows += dense_rows("seq2seq/bridge", "bridge")
@@ -260,29 +311,40 @@ def compute_loss(outputs: dict, batch: dict, config: Config):
     """Cross-entropy per target token, averaged over the real (unpadded) tokens of the batch."""
     logits = outputs["logits"]  # (B, T, V)
     labels = ops.one_hot(batch["tgt_out"], config.tgt_vocab_size)  # (B, T, V)
-    losses = keras.losses.categorical_crossentropy(labels, logits, from_logits=True,
-                                                   label_smoothing=config.label_smoothing)  # (B, T)
+    losses = keras.losses.categorical_crossentropy(
+        labels, logits, from_logits=True, label_smoothing=config.label_smoothing
+    )  # (B, T)
     mask = ops.cast(batch["tgt_mask"], losses.dtype)
     return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 # ---- decoding: the step functions of shared/decoding.py (numpy in, numpy out) ----------------------
 
+
 def _numpy(tensors: dict) -> dict:
     return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in tensors.items()}
 
 
 def encode(model: Seq2Seq, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict, dict]:
-    keys, values, hidden = model.encode(ops.convert_to_tensor(src), ops.convert_to_tensor(src_mask), training=False)
+    keys, values, hidden = model.encode(
+        ops.convert_to_tensor(src), ops.convert_to_tensor(src_mask), training=False
+    )
     memory = {"keys": keys, "values": values, "src_mask": ops.convert_to_tensor(src_mask)}
     state = {"hidden": ops.stack(hidden, axis=1)}  # (B, layers, H)
     return _numpy(memory), _numpy(state)
 
 
 def decode_step(model: Seq2Seq, memory: dict, state: dict, tokens: np.ndarray):
-    hidden = [ops.convert_to_tensor(state["hidden"][:, i]) for i in range(state["hidden"].shape[1])]  # layers x (N, H)
-    logits, hidden, weights = model.decoder(ops.convert_to_tensor(tokens), hidden, ops.convert_to_tensor(memory["keys"]),
-                                            ops.convert_to_tensor(memory["values"]),
-                                            ops.convert_to_tensor(memory["src_mask"]), training=False)
+    hidden = [
+        ops.convert_to_tensor(state["hidden"][:, i]) for i in range(state["hidden"].shape[1])
+    ]  # layers x (N, H)
+    logits, hidden, weights = model.decoder(
+        ops.convert_to_tensor(tokens),
+        hidden,
+        ops.convert_to_tensor(memory["keys"]),
+        ops.convert_to_tensor(memory["values"]),
+        ops.convert_to_tensor(memory["src_mask"]),
+        training=False,
+    )
     state = _numpy({"hidden": ops.stack(hidden, axis=1)})  # (N, layers, H)
     return np.asarray(ops.convert_to_numpy(logits)), state, np.asarray(ops.convert_to_numpy(weights))

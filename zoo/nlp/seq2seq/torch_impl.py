@@ -23,9 +23,14 @@ class Encoder(nn.Module):
         self.embedding = nn.Embedding(config.src_vocab_size, config.embedding_dim)
         self.dropout = nn.Dropout(config.embedding_dropout)
         # nn.GRU applies its dropout to the outputs of every layer but the last.
-        self.rnn = nn.GRU(config.embedding_dim, config.hidden_size, num_layers=config.encoder_layers,
-                          bidirectional=config.bidirectional, batch_first=True,
-                          dropout=config.rnn_dropout if config.encoder_layers > 1 else 0.0)
+        self.rnn = nn.GRU(
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.encoder_layers,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+            dropout=config.rnn_dropout if config.encoder_layers > 1 else 0.0,
+        )
 
     def forward(self, src, src_mask):
         x = self.dropout(self.embedding(src))  # (B, S, D)
@@ -65,15 +70,20 @@ class Decoder(nn.Module):
         self.embedding = nn.Embedding(config.tgt_vocab_size, config.embedding_dim)
         self.dropout = nn.Dropout(config.embedding_dropout)
         self.attention = AdditiveAttention(config)
-        self.rnn = nn.ModuleList([
-            nn.GRUCell(config.embedding_dim + config.encoder_dim if i == 0 else config.hidden_size,
-                       config.hidden_size)
-            for i in range(config.decoder_layers)
-        ])
+        self.rnn = nn.ModuleList(
+            [
+                nn.GRUCell(
+                    config.embedding_dim + config.encoder_dim if i == 0 else config.hidden_size,
+                    config.hidden_size,
+                )
+                for i in range(config.decoder_layers)
+            ]
+        )
         self.rnn_dropout = nn.Dropout(config.rnn_dropout)
         # The readout sees the new state, the context and the previous token, as in the paper.
-        self.out_proj = nn.Linear(config.hidden_size + config.encoder_dim + config.embedding_dim,
-                                  config.tgt_vocab_size)
+        self.out_proj = nn.Linear(
+            config.hidden_size + config.encoder_dim + config.embedding_dim, config.tgt_vocab_size
+        )
 
     def forward(self, tokens, hidden, keys, values, src_mask):
         # tokens (B,): y_{t-1}; hidden: decoder_layers states (B, H), the last one is s_{t-1}
@@ -145,13 +155,18 @@ def call(model: Seq2Seq, batch: dict, training: bool = False) -> dict:
 def compute_loss(outputs: dict, batch: dict, config: Config) -> torch.Tensor:
     """Cross-entropy per target token, averaged over the real (unpadded) tokens of the batch."""
     logits = outputs["logits"]  # (B, T, V)
-    losses = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), reduction="none",
-                             label_smoothing=config.label_smoothing)  # (B * T,)
+    losses = F.cross_entropy(
+        logits.flatten(0, 1),
+        batch["tgt_out"].flatten(),
+        reduction="none",
+        label_smoothing=config.label_smoothing,
+    )  # (B * T,)
     mask = batch["tgt_mask"].flatten().to(losses.dtype)
     return torch.sum(losses * mask) / torch.clamp(torch.sum(mask), min=1.0)
 
 
 # ---- decoding: the step functions of shared/decoding.py (numpy in, numpy out) ----------------------
+
 
 def _tensor(model: Seq2Seq, array: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), device=next(model.parameters()).device)
@@ -170,7 +185,12 @@ def encode(model: Seq2Seq, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict,
 def decode_step(model: Seq2Seq, memory: dict, state: dict, tokens: np.ndarray):
     model.eval()
     hidden = list(_tensor(model, state["hidden"]).unbind(dim=1))  # layers x (N, H)
-    logits, hidden, weights = model.decoder(_tensor(model, tokens), hidden, _tensor(model, memory["keys"]),
-                                            _tensor(model, memory["values"]), _tensor(model, memory["src_mask"]))
+    logits, hidden, weights = model.decoder(
+        _tensor(model, tokens),
+        hidden,
+        _tensor(model, memory["keys"]),
+        _tensor(model, memory["values"]),
+        _tensor(model, memory["src_mask"]),
+    )
     state = {"hidden": torch.stack(hidden, dim=1).cpu().numpy()}  # (N, layers, H)
     return logits.cpu().numpy(), state, weights.cpu().numpy()
