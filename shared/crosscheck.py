@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FORWARD_RTOL = 1e-5  # max |torch - keras| <= 1e-5 * max(1, max |reference|), eval mode, fp32
-GRAD_RTOL = 1e-4  # train-mode loss and gradients, relative
+GRAD_RTOL = 1e-6  # train-mode loss and gradients, relative, computed in float64 (see check_gradients)
 STEP_RTOL = 1e-5  # parameters after one optimizer step, relative to max(1, max |parameter|)
 BATCH_SIZES = (1, 2, 5)
 
@@ -106,22 +106,51 @@ def check_round_trip(spec, torch_model, keras_model) -> list[Check]:
     return checks
 
 
-def check_gradients(spec, config, torch_model, keras_model) -> list[Check]:
+def build_float64(spec, config):
+    """Both twins in float64: a torch .double() model and a Keras model built under floatx float64."""
+    import keras
+
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        keras_model = spec.build("keras", config)
+    finally:
+        keras.config.set_floatx(previous)
+    return spec.build("torch", config).double(), keras_model
+
+
+def float64_batch(batch: dict) -> dict:
+    return {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in batch.items()}
+
+
+def check_gradients(spec, config) -> list[Check]:
+    """Train-mode loss and gradients of the same weights on the same batch, computed in float64.
+
+    Why float64: a ReLU whose float32 pre-activation lies within rounding of zero (a deep net with
+    train-mode BatchNorm has ~100 such elements per batch) takes slope 1 in one framework and 0 in the
+    other; BatchNorm then spreads that one element over its channel, and gradients differ by up to 13%
+    although both are correct float32 results (found on resnet18 at 224 px; see zoo/vision/cnn/README.md).
+    In float64 no pre-activation sits that close to zero, so any difference left is a real one.
+    """
     from shared.keras_weights import grads_to_canonical
     from shared.train import keras_trainer, torch_trainer
 
+    torch_model, keras_model = build_float64(spec, config)
     spec.set_weights(keras_model, spec.get_weights(torch_model))
-    batch = spec.example_batch(config, batch_size=4, seed=7)
+    batch = float64_batch(spec.example_batch(config, batch_size=4, seed=7))
     t_loss, t_grads = torch_trainer.loss_and_grads(spec.impl("torch"), torch_model, batch, config)
     k_loss, k_grads_by_path = keras_trainer.loss_and_grads(spec.impl("keras"), keras_model, batch, config)
     k_grads = grads_to_canonical(keras_model, spec.impl("keras").weight_map(config), k_grads_by_path)
     loss_err = abs(t_loss - k_loss) / max(1e-8, abs(t_loss))
     # Relative to each tensor's own scale, floored at 1% of the largest gradient so that tensors whose
-    # gradient is float32 noise around zero do not dominate.
+    # gradient is rounding noise around zero do not dominate.
     floor = 0.01 * max(float(np.max(np.abs(g))) for g in t_grads.values())
+    grads = compare_dicts("gradients", t_grads, k_grads, GRAD_RTOL, relative_floor=floor)
+    grads.detail += " (float64)"
     return [
-        Check("train_loss", loss_err, GRAD_RTOL, loss_err <= GRAD_RTOL, f"torch {t_loss:.6f}, keras {k_loss:.6f}"),
-        compare_dicts("gradients", t_grads, k_grads, GRAD_RTOL, relative_floor=floor),
+        Check("train_loss", loss_err, GRAD_RTOL, loss_err <= GRAD_RTOL,
+              f"torch {t_loss:.8f}, keras {k_loss:.8f} (float64)"),
+        grads,
     ]
 
 
@@ -211,8 +240,8 @@ def run_tier1(spec, config=None, batch_sizes=BATCH_SIZES, seed: int = 0) -> list
     checks += check_forward(spec, config, keras_model_2, torch_model, "keras_to_torch", batch_sizes)
     checks += check_round_trip(spec, torch_model, keras_model)
     quiet = no_dropout(spec, config)
+    checks += check_gradients(spec, quiet)
     torch_model, keras_model = spec.build("torch", quiet), spec.build("keras", quiet)
-    checks += check_gradients(spec, quiet, torch_model, keras_model)
     checks += check_optimizer_step(spec, quiet, torch_model, keras_model)
     torch_model, keras_model = spec.build("torch", quiet), spec.build("keras", quiet)
     checks += check_train_step(spec, quiet, torch_model, keras_model)

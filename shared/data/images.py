@@ -57,7 +57,13 @@ def digits():
     return to_dataset_dict(fixed_split(x, bunch.target, (180, 180), seed=1234), [str(i) for i in range(10)])
 
 
-def _from_hub_images(raw, image_column: str, label_column: str, channels: int, val_size: int = 5000):
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _from_hub_images(raw, image_column: str, label_column: str, channels: int, class_names: list[str],
+                     val_size: int = 5000):
     """Hub image parquet (PIL images or {'bytes': ...}) -> our schema; validation carved from train."""
     import io
 
@@ -77,26 +83,23 @@ def _from_hub_images(raw, image_column: str, label_column: str, channels: int, v
     val_size = min(val_size, len(x_train) // 10)
     order = np.random.default_rng(1234).permutation(len(x_train))
     val, train = order[:val_size], order[val_size:]
-    names = raw["train"].features[label_column].names if hasattr(raw["train"].features[label_column], "names") else [
-        str(i) for i in range(int(y_train.max()) + 1)
-    ]
     return to_dataset_dict(
         {"train": (x_train[train], y_train[train]), "validation": (x_train[val], y_train[val]),
          "test": (x_test, y_test)},
-        list(names),
+        class_names,
     )
 
 
 @register_hub("ylecun/mnist")
 def hub_mnist(raw):
-    return _from_hub_images(raw, "image", "label", channels=1)
+    return _from_hub_images(raw, "image", "label", channels=1, class_names=[str(i) for i in range(10)])
 
 
 @register_hub("zalando-datasets/fashion_mnist")
 def hub_fashion_mnist(raw):
-    return _from_hub_images(raw, "image", "label", channels=1)
+    return _from_hub_images(raw, "image", "label", channels=1, class_names=FASHION_CLASSES)
 
 
 @register_hub("uoft-cs/cifar10")
 def hub_cifar10(raw):
-    return _from_hub_images(raw, "img", "label", channels=3)
+    return _from_hub_images(raw, "img", "label", channels=3, class_names=CIFAR10_CLASSES)
