@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.data import load
-from shared.data import recsys
+from shared.data import load, recsys
 from shared.errors import UserError
 from tests.conftest import assert_one_line_error, run_tool
 
@@ -27,7 +26,9 @@ def test_planted_ratings_are_deterministic_in_scale_and_long_tailed():
     assert not np.array_equal(columns(a, "train")["rating"], columns(other, "train")["rating"])
     sizes = [a[s].num_rows for s in ("train", "validation", "test")]
     assert sizes == [2400, 300, 300]
-    every = {k: np.concatenate([columns(a, s)[k] for s in a]) for k in ("user", "item", "rating", "true_rating")}
+    every = {
+        k: np.concatenate([columns(a, s)[k] for s in a]) for k in ("user", "item", "rating", "true_rating")
+    }
     assert len(np.unique(every["user"] * 60 + every["item"])) == 3000  # no pair rated twice
     assert every["rating"].min() >= 1.0 and every["rating"].max() <= 5.0
     noise = every["rating"] - every["true_rating"]
@@ -68,7 +69,12 @@ def test_leave_one_out_holds_out_the_latest_and_second_latest_with_distinct_nega
     assert test["item"].reshape(-1, 100)[:, 0].tolist() == [5, 3]  # user 0's latest (t=40), user 2's (t=9)
     assert val["item"].reshape(-1, 100)[:, 0].tolist() == [7, 4]
     assert sorted(zip(splits["train"]["user"].tolist(), splits["train"]["item"].tolist())) == [
-        (0, 6), (0, 8), (1, 1), (1, 2), (2, 5)]  # user 1 has two interactions: train only
+        (0, 6),
+        (0, 8),
+        (1, 1),
+        (1, 2),
+        (2, 5),
+    ]  # user 1 has two interactions: train only
     for block_user, block in zip(test["user"].reshape(-1, 100)[:, 0], test["item"].reshape(-1, 100)):
         assert len(set(block)) == 100
         assert not set(block[1:]) & set(item[user == block_user])
@@ -108,7 +114,9 @@ def write_movielens(folder, fmt: str, rows, extra_line: str | None = None, title
     if fmt == "ml-100k":
         lines = [f"{u}\t{i}\t{int(r)}\t{t}" for u, i, r, t in rows]
         name, title_name = "u.data", "u.item"
-        title_lines = [f"{i}|Movie {i} (1999)|01-Jan-1999||http://x|0|1" for i in sorted({r[1] for r in rows})]
+        title_lines = [
+            f"{i}|Movie {i} (1999)|01-Jan-1999||http://x|0|1" for i in sorted({r[1] for r in rows})
+        ]
     elif fmt == "ml-1m":
         lines = [f"{u}::{i}::{int(r)}::{t}" for u, i, r, t in rows]
         name, title_name = "ratings.dat", "movies.dat"
@@ -116,8 +124,9 @@ def write_movielens(folder, fmt: str, rows, extra_line: str | None = None, title
     else:
         lines = ["userId,movieId,rating,timestamp"] + [f"{u},{i},{r:.1f},{t}" for u, i, r, t in rows]
         name, title_name = "ratings.csv", "movies.csv"
-        title_lines = ["movieId,title,genres"] + [f'{i},"Movie {i}, The (1999)",Drama' for i in
-                                                  sorted({r[1] for r in rows})]
+        title_lines = ["movieId,title,genres"] + [
+            f'{i},"Movie {i}, The (1999)",Drama' for i in sorted({r[1] for r in rows})
+        ]
     if extra_line is not None:
         lines.insert(3, extra_line)
     (folder / name).write_text("\n".join(lines) + "\n", encoding="latin-1")
@@ -144,24 +153,34 @@ def test_movielens_formats_load_with_contiguous_ids_and_titles(tmp_path, fmt):
     described = recsys.meta(data)
     assert described["format"] == fmt and described["num_users"] == 12
     assert described["rating_min"] == (0.5 if fmt == "ml-20m" else 1.0)
-    assert sum(data[s].num_rows for s in data) == len(rows) and data["train"].num_rows == round(0.8 * len(rows))
+    assert sum(data[s].num_rows for s in data) == len(rows) and data["train"].num_rows == round(
+        0.8 * len(rows)
+    )
     every = {k: np.concatenate([columns(data, s)[k] for s in data]) for k in ("user", "item", "rating")}
     raw_pairs = sorted((u, i, r) for u, i, r, _ in rows)
-    mapped = sorted(zip(np.asarray(described["user_ids"])[every["user"]].tolist(),
-                        np.asarray(described["item_ids"])[every["item"]].tolist(), every["rating"].tolist()))
+    mapped = sorted(
+        zip(
+            np.asarray(described["user_ids"])[every["user"]].tolist(),
+            np.asarray(described["item_ids"])[every["item"]].tolist(),
+            every["rating"].tolist(),
+        )
+    )
     assert mapped == raw_pairs
     assert every["item"].max() == described["num_items"] - 1  # contiguous despite the gaps in raw ids
     titles = recsys.movielens_titles(tmp_path / fmt)
     assert titles[rows[0][1]].startswith(f"Movie {rows[0][1]}")
 
 
-@pytest.mark.parametrize("fmt, line, problem", [
-    ("ml-1m", "7::70::6::978300760", "rating 6 is outside the scale 1..5"),
-    ("ml-1m", "7::70::4", "expected user::item::rating::timestamp"),
-    ("ml-100k", "7\tseventy\t4\t978300760", "with integer ids"),
-    ("ml-20m", "7,70,4.25,978300760", "rating 4.25 is outside the scale 0.5..5 in steps of 0.5"),
-    ("ml-20m", "7,70,4.0,97830,0760", "expected user,item,rating,timestamp"),
-])
+@pytest.mark.parametrize(
+    "fmt, line, problem",
+    [
+        ("ml-1m", "7::70::6::978300760", "rating 6 is outside the scale 1..5"),
+        ("ml-1m", "7::70::4", "expected user::item::rating::timestamp"),
+        ("ml-100k", "7\tseventy\t4\t978300760", "with integer ids"),
+        ("ml-20m", "7,70,4.25,978300760", "rating 4.25 is outside the scale 0.5..5 in steps of 0.5"),
+        ("ml-20m", "7,70,4.0,97830,0760", "expected user,item,rating,timestamp"),
+    ],
+)
 def test_malformed_movielens_lines_are_named_by_file_and_line(tmp_path, fmt, line, problem):
     path = write_movielens(tmp_path / fmt, fmt, movielens_rows(), extra_line=line)
     with pytest.raises(UserError) as err:
@@ -185,7 +204,16 @@ def test_movielens_folder_problems(tmp_path):
 
 def test_train_cli_reports_a_malformed_movielens_file_in_one_line(tmp_path):
     path = write_movielens(tmp_path / "ml-1m", "ml-1m", movielens_rows(), extra_line="7::70::9::978300760")
-    proc = run_tool("tools/train.py", "zoo/recsys/mf", "--fw", "torch", "--data", f"movielens:{tmp_path / 'ml-1m'}",
-                    "--out", str(tmp_path / "run"), timeout=300)
+    proc = run_tool(
+        "tools/train.py",
+        "zoo/recsys/mf",
+        "--fw",
+        "torch",
+        "--data",
+        f"movielens:{tmp_path / 'ml-1m'}",
+        "--out",
+        str(tmp_path / "run"),
+        timeout=300,
+    )
     assert_one_line_error(proc, f"{path}:4:", "rating 9 is outside the scale 1..5")
     assert not (tmp_path / "run").exists()

@@ -45,8 +45,10 @@ def meta(dataset) -> dict:
     except json.JSONDecodeError:
         found = None
     if not isinstance(found, dict) or found.get("kind") not in ("explicit", "implicit"):
-        raise UserError(f"the dataset (columns {', '.join(first.column_names)}) is not a recommender dataset: "
-                        "use planted-ratings, planted-implicit or movielens:/path/to/ml-1m")
+        raise UserError(
+            f"the dataset (columns {', '.join(first.column_names)}) is not a recommender dataset: "
+            "use planted-ratings, planted-implicit or movielens:/path/to/ml-1m"
+        )
     return found
 
 
@@ -54,8 +56,12 @@ def to_dataset_dict(splits: dict[str, dict[str, np.ndarray]], description: dict)
     import datasets
 
     text = json.dumps(description)
-    return datasets.DatasetDict({name: datasets.Dataset.from_dict(columns, info=datasets.DatasetInfo(description=text))
-                                 for name, columns in splits.items()})
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(columns, info=datasets.DatasetInfo(description=text))
+            for name, columns in splits.items()
+        }
+    )
 
 
 def zipf_weights(n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
@@ -79,8 +85,14 @@ def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_keys[at] == keys
 
 
-def sample_negatives(users: np.ndarray, positive_keys: np.ndarray, num_items: int, per_user: int,
-                     rng: np.random.Generator, distinct: bool = False) -> np.ndarray:
+def sample_negatives(
+    users: np.ndarray,
+    positive_keys: np.ndarray,
+    num_items: int,
+    per_user: int,
+    rng: np.random.Generator,
+    distinct: bool = False,
+) -> np.ndarray:
     """(len(users), per_user) items drawn uniformly among those whose key user * num_items + item is not in
     positive_keys (sorted); distinct=True also forbids repeats within a row. Rejection sampling: the same
     rng state gives the same negatives, so both twins train and evaluate on identical samples."""
@@ -107,12 +119,22 @@ def random_split(columns: dict[str, np.ndarray], seed: int, fractions=(0.8, 0.1,
     n = len(next(iter(columns.values())))
     order = np.random.default_rng([seed, 2]).permutation(n)
     n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
-    parts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    parts = {
+        "train": order[:n_train],
+        "validation": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     return {name: {k: v[np.sort(rows)] for k, v in columns.items()} for name, rows in parts.items()}
 
 
-def leave_one_out(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray, num_items: int, seed: int,
-                  eval_negatives: int = EVAL_NEGATIVES) -> dict[str, dict[str, np.ndarray]]:
+def leave_one_out(
+    user: np.ndarray,
+    item: np.ndarray,
+    timestamp: np.ndarray,
+    num_items: int,
+    seed: int,
+    eval_negatives: int = EVAL_NEGATIVES,
+) -> dict[str, dict[str, np.ndarray]]:
     """Each user's latest interaction -> test, the one before -> validation, the rest -> train; each held-out
     item is followed by eval_negatives distinct items the user never interacted with. Users with fewer than
     three interactions stay in train only."""
@@ -125,18 +147,25 @@ def leave_one_out(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray, num
     keys = np.unique(user * num_items + item)
     busiest = int(np.bincount(keys // num_items).max())
     if busiest + eval_negatives > num_items:
-        raise UserError(f"a user has interacted with {busiest} of the {num_items} items: fewer than "
-                        f"{eval_negatives} remain to sample as evaluation negatives")
+        raise UserError(
+            f"a user has interacted with {busiest} of the {num_items} items: fewer than "
+            f"{eval_negatives} remain to sample as evaluation negatives"
+        )
     rng = np.random.default_rng([seed, 3])
     splits = {}
     for name, mask in (("validation", validation), ("test", test)):
         rows = order[mask]
         negatives = sample_negatives(user[rows], keys, num_items, eval_negatives, rng, distinct=True)
-        items = np.concatenate([item[rows, None], negatives], axis=1)  # (users, 1 + negatives), positive first
+        items = np.concatenate(
+            [item[rows, None], negatives], axis=1
+        )  # (users, 1 + negatives), positive first
         labels = np.zeros(items.shape, np.float32)
         labels[:, 0] = 1.0
-        splits[name] = {"user": np.repeat(user[rows], 1 + eval_negatives), "item": items.reshape(-1),
-                        "label": labels.reshape(-1)}
+        splits[name] = {
+            "user": np.repeat(user[rows], 1 + eval_negatives),
+            "item": items.reshape(-1),
+            "label": labels.reshape(-1),
+        }
     train = order[~(test | validation)]
     splits["train"] = {"user": user[train], "item": item[train], "label": np.ones(len(train), np.float32)}
     return {k: splits[k] for k in ("train", "validation", "test")}
@@ -147,10 +176,18 @@ def to_implicit(dataset, eval_negatives: int = EVAL_NEGATIVES):
     described = meta(dataset)
     if described["kind"] == "implicit":
         return dataset
-    rows = {k: np.concatenate([dataset[s].with_format("numpy")[k] for s in dataset]) for k in ("user", "item",
-                                                                                              "timestamp")}
-    splits = leave_one_out(rows["user"], rows["item"], rows["timestamp"], described["num_items"],
-                           described.get("seed", 0), eval_negatives)
+    rows = {
+        k: np.concatenate([dataset[s].with_format("numpy")[k] for s in dataset])
+        for k in ("user", "item", "timestamp")
+    }
+    splits = leave_one_out(
+        rows["user"],
+        rows["item"],
+        rows["timestamp"],
+        described["num_items"],
+        described.get("seed", 0),
+        eval_negatives,
+    )
     return to_dataset_dict(splits, {**described, "kind": "implicit", "eval_negatives": eval_negatives})
 
 
@@ -163,11 +200,14 @@ def planted_model(num_users: int, num_items: int, rank: int, seed: int) -> dict[
         x = rng.standard_normal((n, rank))
         return x / np.linalg.norm(x, axis=1, keepdims=True) * math.sqrt(FACTOR_BOUND)
 
-    return {"user_factors": sphere(num_users), "item_factors": sphere(num_items),
-            "user_bias": rng.uniform(-BIAS_BOUND, BIAS_BOUND, num_users),
-            "item_bias": rng.uniform(-BIAS_BOUND, BIAS_BOUND, num_items),
-            "user_activity": zipf_weights(num_users, USER_ALPHA, rng),
-            "item_popularity": zipf_weights(num_items, ITEM_ALPHA, rng)}
+    return {
+        "user_factors": sphere(num_users),
+        "item_factors": sphere(num_items),
+        "user_bias": rng.uniform(-BIAS_BOUND, BIAS_BOUND, num_users),
+        "item_bias": rng.uniform(-BIAS_BOUND, BIAS_BOUND, num_items),
+        "user_activity": zipf_weights(num_users, USER_ALPHA, rng),
+        "item_popularity": zipf_weights(num_items, ITEM_ALPHA, rng),
+    }
 
 
 def planted_signal(model: dict, user: np.ndarray, item: np.ndarray) -> np.ndarray:
@@ -177,21 +217,34 @@ def planted_signal(model: dict, user: np.ndarray, item: np.ndarray) -> np.ndarra
 
 
 @register("planted-ratings")
-def planted_ratings(num_users: int = 800, num_items: int = 400, rank: int = 3, num_ratings: int = 100_000,
-                    noise: float = 0.3, seed: int = 0):
+def planted_ratings(
+    num_users: int = 800,
+    num_items: int = 400,
+    rank: int = 3,
+    num_ratings: int = 150_000,
+    noise: float = 0.3,
+    seed: int = 0,
+):
     """Explicit ratings of a planted rank-`rank` biased MF model. Pairs are drawn with probability
     proportional to user activity x item popularity (both long-tailed); noise is N(0, noise^2) truncated at
     +-0.6, so ratings stay within 1..5 and the best possible RMSE is that truncated normal's std."""
-    if not 0 < noise <= 1.0 or num_ratings > num_users * num_items // 2 or min(num_users, num_items, rank) < 1:
-        raise UserError(f"planted-ratings needs 0 < noise <= 1 and num_ratings <= half of num_users x num_items; "
-                        f"found noise={noise}, num_ratings={num_ratings}, {num_users} x {num_items}")
+    if (
+        not 0 < noise <= 1.0
+        or num_ratings > num_users * num_items // 2
+        or min(num_users, num_items, rank) < 1
+    ):
+        raise UserError(
+            f"planted-ratings needs 0 < noise <= 1 and num_ratings <= half of num_users x num_items; "
+            f"found noise={noise}, num_ratings={num_ratings}, {num_users} x {num_items}"
+        )
     model = planted_model(num_users, num_items, rank, seed)
     rng = np.random.default_rng([seed, 4])
     keys = np.empty(0, np.int64)
     while len(keys) < num_ratings:  # unique (user, item) pairs, in the order first drawn
         draw = 2 * (num_ratings - len(keys))
-        new = (rng.choice(num_users, draw, p=model["user_activity"]) * num_items
-               + rng.choice(num_items, draw, p=model["item_popularity"]))
+        new = rng.choice(num_users, draw, p=model["user_activity"]) * num_items + rng.choice(
+            num_items, draw, p=model["item_popularity"]
+        )
         both = np.concatenate([keys, new])
         _, first = np.unique(both, return_index=True)
         keys = both[np.sort(first)][:num_ratings]
@@ -200,35 +253,67 @@ def planted_ratings(num_users: int = 800, num_items: int = 400, rank: int = 3, n
     while np.any(outside := np.abs(noise_draw) > NOISE_BOUND):
         noise_draw[outside] = rng.normal(0.0, noise, int(outside.sum()))
     signal = planted_signal(model, user, item)
-    columns = {"user": user, "item": item, "rating": (signal + noise_draw).astype(np.float32),
-               "timestamp": rng.permutation(num_ratings).astype(np.int64),
-               "true_rating": signal.astype(np.float32)}
-    kwargs = {"num_users": num_users, "num_items": num_items, "rank": rank, "num_ratings": num_ratings,
-              "noise": noise, "seed": seed}
-    return to_dataset_dict(random_split(columns, seed), {
-        "kind": "explicit", "source": {"data": "planted-ratings", "kwargs": kwargs}, "num_users": num_users,
-        "num_items": num_items, "rating_min": RATING_SCALE[0], "rating_max": RATING_SCALE[1], "seed": seed,
-        "noise_floor_rmse": truncated_normal_std(noise, NOISE_BOUND), "user_ids": None, "item_ids": None})
+    columns = {
+        "user": user,
+        "item": item,
+        "rating": (signal + noise_draw).astype(np.float32),
+        "timestamp": rng.permutation(num_ratings).astype(np.int64),
+        "true_rating": signal.astype(np.float32),
+    }
+    kwargs = {
+        "num_users": num_users,
+        "num_items": num_items,
+        "rank": rank,
+        "num_ratings": num_ratings,
+        "noise": noise,
+        "seed": seed,
+    }
+    return to_dataset_dict(
+        random_split(columns, seed),
+        {
+            "kind": "explicit",
+            "source": {"data": "planted-ratings", "kwargs": kwargs},
+            "num_users": num_users,
+            "num_items": num_items,
+            "rating_min": RATING_SCALE[0],
+            "rating_max": RATING_SCALE[1],
+            "seed": seed,
+            "noise_floor_rmse": truncated_normal_std(noise, NOISE_BOUND),
+            "user_ids": None,
+            "item_ids": None,
+        },
+    )
 
 
 @register("planted-implicit")
-def planted_implicit(num_users: int = 1000, num_items: int = 800, rank: int = 3, mean_interactions: int = 40,
-                     temperature: float = 0.25, seed: int = 0, eval_negatives: int = EVAL_NEGATIVES):
+def planted_implicit(
+    num_users: int = 1000,
+    num_items: int = 800,
+    rank: int = 3,
+    mean_interactions: int = 40,
+    temperature: float = 0.25,
+    seed: int = 0,
+    eval_negatives: int = EVAL_NEGATIVES,
+):
     """The implicit version of planted-ratings: user u interacts with item i with a propensity
     popularity_i * exp(signal_ui / temperature) (lower temperature: less noise), sampled without replacement
     (Gumbel top-k); each user has at least 5 interactions and long-tailed activity beyond that. The planted
     propensity is kept as `true_score` on evaluation rows: the best possible ranking."""
     if temperature <= 0 or not 5 <= mean_interactions <= (num_items - eval_negatives) // 2:
-        raise UserError(f"planted-implicit needs temperature > 0 and 5 <= mean_interactions <= "
-                        f"{(num_items - eval_negatives) // 2}; found {temperature}, {mean_interactions}")
+        raise UserError(
+            f"planted-implicit needs temperature > 0 and 5 <= mean_interactions <= "
+            f"{(num_items - eval_negatives) // 2}; found {temperature}, {mean_interactions}"
+        )
     model = planted_model(num_users, num_items, rank, seed)
     rng = np.random.default_rng([seed, 5])
     counts = 5 + np.floor((mean_interactions - 5) * num_users * model["user_activity"]).astype(np.int64)
     counts = np.minimum(counts, num_items - eval_negatives - 1)
     every_user = np.repeat(np.arange(num_users), num_items)
     every_item = np.tile(np.arange(num_items), num_users)
-    score = (np.log(model["item_popularity"])[every_item]
-             + planted_signal(model, every_user, every_item) / temperature).reshape(num_users, num_items)
+    score = (
+        np.log(model["item_popularity"])[every_item]
+        + planted_signal(model, every_user, every_item) / temperature
+    ).reshape(num_users, num_items)
     keys = score + rng.gumbel(size=score.shape)  # Gumbel top-k: sampling without replacement
     ranked = np.argsort(-keys, axis=1)
     take = np.arange(num_items)[None, :] < counts[:, None]
@@ -237,29 +322,63 @@ def planted_implicit(num_users: int = 1000, num_items: int = 800, rank: int = 3,
     for name in ("validation", "test"):
         s = splits[name]
         s["true_score"] = score[s["user"], s["item"]].astype(np.float32)
-    kwargs = {"num_users": num_users, "num_items": num_items, "rank": rank, "mean_interactions": mean_interactions,
-              "temperature": temperature, "seed": seed, "eval_negatives": eval_negatives}
-    return to_dataset_dict(splits, {
-        "kind": "implicit", "source": {"data": "planted-implicit", "kwargs": kwargs}, "num_users": num_users,
-        "num_items": num_items, "eval_negatives": eval_negatives, "seed": seed, "user_ids": None,
-        "item_ids": None})
+    kwargs = {
+        "num_users": num_users,
+        "num_items": num_items,
+        "rank": rank,
+        "mean_interactions": mean_interactions,
+        "temperature": temperature,
+        "seed": seed,
+        "eval_negatives": eval_negatives,
+    }
+    return to_dataset_dict(
+        splits,
+        {
+            "kind": "implicit",
+            "source": {"data": "planted-implicit", "kwargs": kwargs},
+            "num_users": num_users,
+            "num_items": num_items,
+            "eval_negatives": eval_negatives,
+            "seed": seed,
+            "user_ids": None,
+            "item_ids": None,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------- MovieLens
 # file, separator, header line, rating scale (min, max, step), title file: the official releases' formats.
 MOVIELENS = {
-    "ml-100k": {"ratings": "u.data", "sep": "\t", "header": None, "scale": (1.0, 5.0, 1.0), "titles": "u.item"},
-    "ml-1m": {"ratings": "ratings.dat", "sep": "::", "header": None, "scale": (1.0, 5.0, 1.0),
-              "titles": "movies.dat"},
-    "ml-20m": {"ratings": "ratings.csv", "sep": ",", "header": "userId,movieId,rating,timestamp",
-               "scale": (0.5, 5.0, 0.5), "titles": "movies.csv"},
+    "ml-100k": {
+        "ratings": "u.data",
+        "sep": "\t",
+        "header": None,
+        "scale": (1.0, 5.0, 1.0),
+        "titles": "u.item",
+    },
+    "ml-1m": {
+        "ratings": "ratings.dat",
+        "sep": "::",
+        "header": None,
+        "scale": (1.0, 5.0, 1.0),
+        "titles": "movies.dat",
+    },
+    "ml-20m": {
+        "ratings": "ratings.csv",
+        "sep": ",",
+        "header": "userId,movieId,rating,timestamp",
+        "scale": (0.5, 5.0, 0.5),
+        "titles": "movies.csv",
+    },
 }
 
 
 def movielens_format(folder: Path) -> str:
     if not folder.is_dir():
-        raise UserError(f"MovieLens folder {folder} does not exist: pass movielens:/path/to/ml-1m (an unzipped "
-                        "official release; it cannot be downloaded for you: its licence forbids redistribution)")
+        raise UserError(
+            f"MovieLens folder {folder} does not exist: pass movielens:/path/to/ml-1m (an unzipped "
+            "official release; it cannot be downloaded for you: its licence forbids redistribution)"
+        )
     for name, spec in MOVIELENS.items():
         if (folder / spec["ratings"]).is_file():
             return name
@@ -289,11 +408,19 @@ def _first_bad_line(path: Path, fmt: dict) -> UserError:
                 int(fields[0]), int(fields[1]), int(fields[3])
                 rating = float(fields[2])
             except ValueError:
-                return _bad_line(path, line_no, line, f"expected user{fmt['sep']}item{fmt['sep']}rating"
-                                                      f"{fmt['sep']}timestamp with integer ids")
+                return _bad_line(
+                    path,
+                    line_no,
+                    line,
+                    f"expected user{fmt['sep']}item{fmt['sep']}rating{fmt['sep']}timestamp with integer ids",
+                )
             if not (low <= rating <= high and abs(rating / step - round(rating / step)) < 1e-9):
-                return _bad_line(path, line_no, line, f"rating {rating:g} is outside the scale {low:g}..{high:g} "
-                                                      f"in steps of {step:g}")
+                return _bad_line(
+                    path,
+                    line_no,
+                    line,
+                    f"rating {rating:g} is outside the scale {low:g}..{high:g} in steps of {step:g}",
+                )
     return UserError(f"{path}: could not be parsed as MovieLens ratings")
 
 
@@ -309,9 +436,15 @@ def read_movielens(folder: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     if fmt["sep"] == "::":
         raw = raw.replace(b"::", b"\t")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), sep="\t" if fmt["sep"] == "::" else fmt["sep"], header=None,
-                            skiprows=1 if fmt["header"] else 0, dtype=np.float64, engine="c",
-                            names=["user_id", "item_id", "rating", "timestamp"])
+        frame = pd.read_csv(
+            io.BytesIO(raw),
+            sep="\t" if fmt["sep"] == "::" else fmt["sep"],
+            header=None,
+            skiprows=1 if fmt["header"] else 0,
+            dtype=np.float64,
+            engine="c",
+            names=["user_id", "item_id", "rating", "timestamp"],
+        )
         values = {k: frame[k].to_numpy() for k in frame.columns}
     except (ValueError, pd.errors.ParserError):
         raise _first_bad_line(path, fmt) from None
@@ -329,8 +462,12 @@ def read_movielens(folder: str | Path) -> tuple[str, dict[str, np.ndarray]]:
         if len(frame) == 0:
             raise UserError(f"{path} holds no ratings")
         raise _first_bad_line(path, fmt)
-    return name, {"user_id": values["user_id"].astype(np.int64), "item_id": values["item_id"].astype(np.int64),
-                  "rating": r.astype(np.float32), "timestamp": values["timestamp"].astype(np.int64)}
+    return name, {
+        "user_id": values["user_id"].astype(np.int64),
+        "item_id": values["item_id"].astype(np.int64),
+        "rating": r.astype(np.float32),
+        "timestamp": values["timestamp"].astype(np.int64),
+    }
 
 
 def movielens_titles(folder: str | Path) -> dict[int, str]:
@@ -344,8 +481,11 @@ def movielens_titles(folder: str | Path) -> dict[int, str]:
         return {}
     titles = {}
     with open(path, encoding="utf-8" if path.suffix == ".csv" else "latin-1", newline="") as f:
-        rows = csv.reader(f) if path.suffix == ".csv" else (line.rstrip("\r\n").split(
-            "|" if path.name == "u.item" else "::") for line in f)
+        rows = (
+            csv.reader(f)
+            if path.suffix == ".csv"
+            else (line.rstrip("\r\n").split("|" if path.name == "u.item" else "::") for line in f)
+        )
         for line_no, fields in enumerate(rows, start=1):
             if path.suffix == ".csv" and line_no == 1:
                 continue
@@ -363,11 +503,26 @@ def movielens(path: str = "", seed: int = 0):
     name, raw = read_movielens(path)
     user_ids, user = np.unique(raw["user_id"], return_inverse=True)
     item_ids, item = np.unique(raw["item_id"], return_inverse=True)
-    columns = {"user": user.astype(np.int64), "item": item.astype(np.int64), "rating": raw["rating"],
-               "timestamp": raw["timestamp"]}
+    columns = {
+        "user": user.astype(np.int64),
+        "item": item.astype(np.int64),
+        "rating": raw["rating"],
+        "timestamp": raw["timestamp"],
+    }
     low, high, _ = MOVIELENS[name]["scale"]
     folder = str(Path(path).expanduser().resolve())
-    return to_dataset_dict(random_split(columns, seed), {
-        "kind": "explicit", "source": {"data": f"movielens:{folder}", "kwargs": {"seed": seed}}, "format": name,
-        "num_users": len(user_ids), "num_items": len(item_ids), "rating_min": low, "rating_max": high,
-        "seed": seed, "user_ids": user_ids.tolist(), "item_ids": item_ids.tolist()})
+    return to_dataset_dict(
+        random_split(columns, seed),
+        {
+            "kind": "explicit",
+            "source": {"data": f"movielens:{folder}", "kwargs": {"seed": seed}},
+            "format": name,
+            "num_users": len(user_ids),
+            "num_items": len(item_ids),
+            "rating_min": low,
+            "rating_max": high,
+            "seed": seed,
+            "user_ids": user_ids.tolist(),
+            "item_ids": item_ids.tolist(),
+        },
+    )

@@ -50,16 +50,22 @@ def prepare(dataset, config, state: dict | None = None):
     positives = np.unique(user * config.num_items + item)
     rng = np.random.default_rng([config.seed, 11])
     negatives = sample_negatives(user, positives, config.num_items, config.num_negatives, rng)  # (P, n)
-    splits = {"train": {
-        "user": np.concatenate([user, np.repeat(user, config.num_negatives)]),
-        "item": np.concatenate([item, negatives.reshape(-1)]),
-        "label": np.concatenate([np.ones(len(user), np.float32), np.zeros(negatives.size, np.float32)]),
-    }}
+    splits = {
+        "train": {
+            "user": np.concatenate([user, np.repeat(user, config.num_negatives)]),
+            "item": np.concatenate([item, negatives.reshape(-1)]),
+            "label": np.concatenate([np.ones(len(user), np.float32), np.zeros(negatives.size, np.float32)]),
+        }
+    }
     popularity = np.bincount(item, minlength=config.num_items).astype(np.float32)
     for name in ("validation", "test"):
         columns = raw[name]
-        splits[name] = {"user": columns["user"].astype(np.int64), "item": columns["item"].astype(np.int64),
-                        "label": columns["label"].astype(np.float32), "popularity": popularity[columns["item"]]}
+        splits[name] = {
+            "user": columns["user"].astype(np.int64),
+            "item": columns["item"].astype(np.int64),
+            "label": columns["label"].astype(np.float32),
+            "popularity": popularity[columns["item"]],
+        }
         if "true_score" in columns:  # planted data: the planted propensity, the best possible ranking
             splits[name]["true_score"] = columns["true_score"].astype(np.float32)
     return splits, state
@@ -71,8 +77,10 @@ def candidate_blocks(labels: np.ndarray) -> int:
     size = int(starts[1] - starts[0]) if len(starts) > 1 else len(labels)
     blocks = labels.reshape(-1, size) if len(starts) and len(labels) % size == 0 else None
     if blocks is None or starts[0] != 0 or not (blocks[:, 0] == 1).all() or blocks[:, 1:].any():
-        raise UserError("evaluation rows must come in equal blocks of one positive (label 1) followed by its "
-                        "negatives (label 0), as shared/data/recsys.py's leave_one_out writes them")
+        raise UserError(
+            "evaluation rows must come in equal blocks of one positive (label 1) followed by its "
+            "negatives (label 0), as shared/data/recsys.py's leave_one_out writes them"
+        )
     return size
 
 
@@ -90,8 +98,11 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
         return {"loss": binary_cross_entropy(outputs["logits"], labels)}
     size = candidate_blocks(labels)
     scores = np.asarray(outputs["logits"]).reshape(-1, size)
-    result = {f"hr@{K}": hit_rate_at_k(scores, K), f"ndcg@{K}": ndcg_at_k(scores, K),
-              "loss": binary_cross_entropy(outputs["logits"], labels)}
+    result = {
+        f"hr@{K}": hit_rate_at_k(scores, K),
+        f"ndcg@{K}": ndcg_at_k(scores, K),
+        "loss": binary_cross_entropy(outputs["logits"], labels),
+    }
     # Popularity: the number of training interactions; ties broken at random (a fixed seed).
     jitter = np.random.default_rng(0).uniform(0.0, 0.5, size=labels.shape)
     baselines = {"pop": batch["popularity"] + jitter}

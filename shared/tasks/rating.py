@@ -32,8 +32,10 @@ def check_ids(config, batch: dict) -> None:
         ids = np.asarray(batch[key])
         outside = (ids < 0) | (ids >= size)
         if outside.any():
-            raise UserError(f"{key} index {int(ids[outside][0])} is out of range: the model's table has "
-                            f"num_{key}s={size} (indices 0..{size - 1})")
+            raise UserError(
+                f"{key} index {int(ids[outside][0])} is out of range: the model's table has "
+                f"num_{key}s={size} (indices 0..{size - 1})"
+            )
 
 
 def check_batch(config, batch: dict) -> None:
@@ -48,16 +50,25 @@ def recsys_state(described: dict, config, state: dict | None, kind: str) -> dict
     for key in ("user", "item"):
         found, size = described[f"num_{key}s"], getattr(config, f"num_{key}s")
         if found > size:
-            raise UserError(f"the data has {found:,} {key}s but the model's table has num_{key}s={size:,}: pass "
-                            f"--set num_users={described['num_users']} --set num_items={described['num_items']}")
-    fresh = {"kind": kind, "source": described["source"], "num_users": described["num_users"],
-             "num_items": described["num_items"], "user_ids": described["user_ids"],
-             "item_ids": described["item_ids"]}
+            raise UserError(
+                f"the data has {found:,} {key}s but the model's table has num_{key}s={size:,}: pass "
+                f"--set num_users={described['num_users']} --set num_items={described['num_items']}"
+            )
+    fresh = {
+        "kind": kind,
+        "source": described["source"],
+        "num_users": described["num_users"],
+        "num_items": described["num_items"],
+        "user_ids": described["user_ids"],
+        "item_ids": described["item_ids"],
+    }
     if state is not None:
         differ = [k for k in ("num_users", "num_items", "user_ids", "item_ids") if state.get(k) != fresh[k]]
         if differ:
-            raise UserError(f"the data's {' and '.join(differ)} differ from those the checkpoint was trained on "
-                            f"({state['source']['data']}): evaluate it on that data")
+            raise UserError(
+                f"the data's {' and '.join(differ)} differ from those the checkpoint was trained on "
+                f"({state['source']['data']}): evaluate it on that data"
+            )
         return state
     return fresh
 
@@ -68,24 +79,33 @@ def prepare(dataset, config, state: dict | None = None):
 
     described = meta(dataset)
     if described["kind"] != "explicit":
-        raise UserError(f"{described['source']['data']} holds implicit feedback (no ratings): recsys/mf needs "
-                        "explicit ratings, e.g. planted-ratings or movielens:/path/to/ml-1m")
+        raise UserError(
+            f"{described['source']['data']} holds implicit feedback (no ratings): recsys/mf needs "
+            "explicit ratings, e.g. planted-ratings or movielens:/path/to/ml-1m"
+        )
     state = recsys_state(described, config, state, "ratings")
     low, high = config.rating_min, config.rating_max
     if described["rating_min"] < low or described["rating_max"] > high:
-        raise UserError(f"the data's ratings run {described['rating_min']:g}..{described['rating_max']:g} but the "
-                        f"model declares {low:g}..{high:g}: pass --set rating_min={described['rating_min']:g} "
-                        f"--set rating_max={described['rating_max']:g}")
+        raise UserError(
+            f"the data's ratings run {described['rating_min']:g}..{described['rating_max']:g} but the "
+            f"model declares {low:g}..{high:g}: pass --set rating_min={described['rating_min']:g} "
+            f"--set rating_max={described['rating_max']:g}"
+        )
     splits = {}
     for name in dataset:
         columns = dataset[name].with_format("numpy")[:]
         rating = columns["rating"].astype(np.float32)
         outside = np.nonzero((rating < low) | (rating > high))[0]
         if len(outside):
-            raise UserError(f"{name} row {int(outside[0])} has rating {rating[outside[0]]:g}, outside the declared "
-                            f"scale {low:g}..{high:g}")
-        splits[name] = {"user": columns["user"].astype(np.int64), "item": columns["item"].astype(np.int64),
-                        "rating": rating}
+            raise UserError(
+                f"{name} row {int(outside[0])} has rating {rating[outside[0]]:g}, outside the declared "
+                f"scale {low:g}..{high:g}"
+            )
+        splits[name] = {
+            "user": columns["user"].astype(np.int64),
+            "item": columns["item"].astype(np.int64),
+            "rating": rating,
+        }
         if "true_rating" in columns:  # planted data: the noise-free rating, for the noise floor
             splits[name]["true_rating"] = columns["true_rating"].astype(np.float32)
     return splits, state
@@ -95,7 +115,10 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     """RMSE and MAE; on planted data also floor_rmse, the RMSE of the true ratings (the best possible)."""
     from shared.metrics import mae, rmse
 
-    result = {"rmse": rmse(outputs["rating"], batch["rating"]), "mae": mae(outputs["rating"], batch["rating"])}
+    result = {
+        "rmse": rmse(outputs["rating"], batch["rating"]),
+        "mae": mae(outputs["rating"], batch["rating"]),
+    }
     if "true_rating" in batch:
         result["floor_rmse"] = rmse(batch["true_rating"], batch["rating"])
     return result
@@ -112,8 +135,10 @@ def recommend(spec, model, config, state: dict, inputs: list[str], options: dict
     dataset = load(data, **kwargs)
     described = meta(dataset)
     if described["user_ids"] != state["user_ids"] or described["item_ids"] != state["item_ids"]:
-        raise UserError(f"{data} has other user or item ids than the data the checkpoint was trained on "
-                        f"({source['data']}): pass that data with --opt data=...")
+        raise UserError(
+            f"{data} has other user or item ids than the data the checkpoint was trained on "
+            f"({source['data']}): pass that data with --opt data=..."
+        )
     seen = []
     for name in dataset:
         columns = dataset[name].with_format("numpy")[:]
@@ -129,19 +154,23 @@ def recommend(spec, model, config, state: dict, inputs: list[str], options: dict
         try:
             user = index[int(text)]
         except (ValueError, KeyError):
-            raise UserError(f"user {text!r} is not in {data}: expected one of its {len(user_ids):,} user ids "
-                            f"({min(user_ids)}..{max(user_ids)})") from None
+            raise UserError(
+                f"user {text!r} is not in {data}: expected one of its {len(user_ids):,} user ids "
+                f"({min(user_ids)}..{max(user_ids)})"
+            ) from None
         items = np.arange(state["num_items"], dtype=np.int64)
         scores = []
         for start in range(0, len(items), config.eval_batch_size):
-            chunk = items[start:start + config.eval_batch_size]
+            chunk = items[start : start + config.eval_batch_size]
             batch = {"user": np.full(len(chunk), user, np.int64), "item": chunk}
             scores.append(score(spec.forward(model, batch, training=False)))
         scores = np.concatenate(scores).astype(np.float64)
         rated = np.isin(user * config.num_items + items, seen)
         candidates = np.nonzero(~rated)[0]
         top = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
-        print(f"user {text}: {int(rated.sum())} items already rated, top {len(top)} of {len(candidates):,} others")
+        print(
+            f"user {text}: {int(rated.sum())} items already rated, top {len(top)} of {len(candidates):,} others"
+        )
         for rank, i in enumerate(top, start=1):
             title = f"  {titles[item_ids[i]]}" if item_ids[i] in titles else ""
             print(f"  {rank:>3}. item {item_ids[i]}{title}  {what} {scores[i]:.3f}")

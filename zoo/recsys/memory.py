@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 USERS = ITEMS = 100_000
 RECIPES = {  # name -> Config overrides
@@ -56,31 +55,50 @@ def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 
     start = time.perf_counter()
     session.train_epoch(batches[1:], 1, progress=False)
     seconds = time.perf_counter() - start
-    return {"model": model, "framework": fw, "recipe": recipe, "tables_mib": tables / 2**20,
-            "resident_mib": before, "step_peak_mib": _status("VmHWM") - before, "ms_per_step": 1e3 * seconds / steps}
+    return {
+        "model": model,
+        "framework": fw,
+        "recipe": recipe,
+        "tables_mib": tables / 2**20,
+        "resident_mib": before,
+        "step_peak_mib": _status("VmHWM") - before,
+        "ms_per_step": 1e3 * seconds / steps,
+    }
 
 
 def measure_in_subprocess(model: str, fw: str, recipe: str) -> dict:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    code = (f"import json, sys\nfrom zoo.recsys.memory import measure\n"
-            f"print('RESULT ' + json.dumps(measure({model!r}, {fw!r}, {recipe!r})))")
+    env = {
+        **os.environ,
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    code = (
+        f"import json, sys\nfrom zoo.recsys.memory import measure\n"
+        f"print('RESULT ' + json.dumps(measure({model!r}, {fw!r}, {recipe!r})))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{model} {fw} {recipe} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
-    print(f"{'model':<13} {'fw':<6} {'recipe':<19} {'tables MiB':>10} {'resident MiB':>12} {'step peak MiB':>13} "
-          f"{'ms/step':>8}")
+    print(
+        f"{'model':<13} {'fw':<6} {'recipe':<19} {'tables MiB':>10} {'resident MiB':>12} {'step peak MiB':>13} "
+        f"{'ms/step':>8}"
+    )
     for model in ("recsys/mf", "recsys/neumf"):
         for fw in ("torch", "keras"):
             for recipe in RECIPES:
                 r = measure_in_subprocess(model, fw, recipe)
-                print(f"{model:<13} {fw:<6} {recipe:<19} {r['tables_mib']:>10.1f} {r['resident_mib']:>12.1f} "
-                      f"{r['step_peak_mib']:>13.1f} {r['ms_per_step']:>8.1f}", flush=True)
+                print(
+                    f"{model:<13} {fw:<6} {recipe:<19} {r['tables_mib']:>10.1f} {r['resident_mib']:>12.1f} "
+                    f"{r['step_peak_mib']:>13.1f} {r['ms_per_step']:>8.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

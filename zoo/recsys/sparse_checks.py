@@ -20,8 +20,13 @@ from shared.crosscheck import GRAD_RTOL, STEP_RTOL, Check, compare_dicts, no_dro
 
 def sparse_config(spec, config):
     """The config with sparse tables and the one optimizer that keeps them sparse (plain SGD)."""
-    plain_sgd = {"sparse_embeddings": True, "optimizer": "sgd", "sgd_momentum": 0.0, "weight_decay": 0.0,
-                 "grad_clip_norm": 0.0}
+    plain_sgd = {
+        "sparse_embeddings": True,
+        "optimizer": "sgd",
+        "sgd_momentum": 0.0,
+        "weight_decay": 0.0,
+        "grad_clip_norm": 0.0,
+    }
     return spec.config(**{**dataclasses.asdict(no_dropout(spec, config)), **plain_sgd})
 
 
@@ -36,8 +41,11 @@ def table_ids(torch_model, batch) -> dict[str, np.ndarray]:
     """Canonical name of every embedding table -> the ids the batch looks up in it."""
     from torch import nn
 
-    return {f"{name}.weight": np.unique(batch["user" if "user" in name else "item"])
-            for name, module in torch_model.named_modules() if isinstance(module, nn.Embedding)}
+    return {
+        f"{name}.weight": np.unique(batch["user" if "user" in name else "item"])
+        for name, module in torch_model.named_modules()
+        if isinstance(module, nn.Embedding)
+    }
 
 
 def torch_gradients(spec, model, batch, config) -> tuple[dict, dict]:
@@ -109,26 +117,52 @@ def check_sparse_gradients(spec, config, torch_model, keras_model, batch) -> lis
     k_dense, k_sparse = keras_gradients(spec, keras_model, batch, config)
     shapes = {n: tuple(p.shape) for n, p in torch_model.named_parameters()}
     not_sparse = sorted((set(ids) - set(t_sparse)) | (set(ids) - set(k_sparse)))
-    wrong_rows = sorted(n for n in ids if n in t_sparse and n in k_sparse and not (
-        np.array_equal(t_sparse[n][0], ids[n]) and np.array_equal(k_sparse[n][0], ids[n])))
+    wrong_rows = sorted(
+        n
+        for n in ids
+        if n in t_sparse
+        and n in k_sparse
+        and not (np.array_equal(t_sparse[n][0], ids[n]) and np.array_equal(k_sparse[n][0], ids[n]))
+    )
     floor = 0.01 * max(float(np.max(np.abs(v))) for _, v in t_sparse.values())
-    touched = compare_dicts("sparse_grad_touched_rows", {n: v for n, (_, v) in t_sparse.items()},
-                            {n: v for n, (_, v) in k_sparse.items()}, GRAD_RTOL, relative_floor=floor)
+    touched = compare_dicts(
+        "sparse_grad_touched_rows",
+        {n: v for n, (_, v) in t_sparse.items()},
+        {n: v for n, (_, v) in k_sparse.items()},
+        GRAD_RTOL,
+        relative_floor=floor,
+    )
     whole_t, whole_k = {**t_dense, **to_dense(t_sparse, shapes)}, {**k_dense, **to_dense(k_sparse, shapes)}
     whole = compare_dicts("sparse_grad_whole_table", whole_t, whole_k, GRAD_RTOL, relative_floor=floor)
     # The same gradients as the dense torch twin (sparse_embeddings=False) computes.
-    dense_model = spec.build("torch", spec.config(**{**dataclasses.asdict(config), "sparse_embeddings": False}))
+    dense_model = spec.build(
+        "torch", spec.config(**{**dataclasses.asdict(config), "sparse_embeddings": False})
+    )
     spec.set_weights(dense_model, spec.get_weights(torch_model))
     reference, _ = torch_gradients(spec, dense_model, batch, config)
-    versus_dense = compare_dicts("sparse_grad_equals_dense", reference, whole_t, GRAD_RTOL, relative_floor=floor)
+    versus_dense = compare_dicts(
+        "sparse_grad_equals_dense", reference, whole_t, GRAD_RTOL, relative_floor=floor
+    )
     rows = {n: len(ids[n]) for n in ids}
     return [
-        Check("sparse_grads_are_sparse", float(len(not_sparse)), 0.0, not not_sparse,
-              f"torch sparse: {len(t_sparse)}/{len(ids)} tables; keras ({keras.backend.backend()}) IndexedSlices: "
-              f"{len(k_sparse)}/{len(ids)}" + (f"; dense: {', '.join(not_sparse)}" if not_sparse else "")),
-        Check("sparse_grad_rows", float(len(wrong_rows)), 0.0, not wrong_rows and not not_sparse,
-              f"rows touched per table {rows}" + (f"; differ: {', '.join(wrong_rows)}" if wrong_rows else "")),
-        touched, whole, versus_dense,
+        Check(
+            "sparse_grads_are_sparse",
+            float(len(not_sparse)),
+            0.0,
+            not not_sparse,
+            f"torch sparse: {len(t_sparse)}/{len(ids)} tables; keras ({keras.backend.backend()}) IndexedSlices: "
+            f"{len(k_sparse)}/{len(ids)}" + (f"; dense: {', '.join(not_sparse)}" if not_sparse else ""),
+        ),
+        Check(
+            "sparse_grad_rows",
+            float(len(wrong_rows)),
+            0.0,
+            not wrong_rows and not not_sparse,
+            f"rows touched per table {rows}" + (f"; differ: {', '.join(wrong_rows)}" if wrong_rows else ""),
+        ),
+        touched,
+        whole,
+        versus_dense,
     ]
 
 
@@ -142,25 +176,41 @@ def check_sparse_sgd_step(spec, config, torch_model, keras_model, batch) -> list
     start = spec.get_weights(torch_model)
     spec.set_weights(keras_model, start)
     torch_model.train()
-    torch_trainer.train_step(spec.impl("torch"), torch_model, torch_trainer.make_optimizer(torch_model, config),
-                             torch_tensors(batch), config)
+    torch_trainer.train_step(
+        spec.impl("torch"),
+        torch_model,
+        torch_trainer.make_optimizer(torch_model, config),
+        torch_tensors(batch),
+        config,
+    )
     module = keras_trainer.TrainModule(keras_model, spec.impl("keras"), config)
     module.compile(optimizer=keras_trainer.make_optimizer(config))
     module.train_on_batch(keras_tensors(batch))
     after_t, after_k = spec.get_weights(torch_model), spec.get_weights(keras_model)
     trainable = {n for n, _ in torch_model.named_parameters()}
-    step = compare_dicts("sparse_sgd_step", {n: after_t[n] for n in trainable}, {n: after_k[n] for n in trainable},
-                         STEP_RTOL)
+    step = compare_dicts(
+        "sparse_sgd_step", {n: after_t[n] for n in trainable}, {n: after_k[n] for n in trainable}, STEP_RTOL
+    )
     moved, still = 0.0, 0
     for name, rows in ids.items():
         untouched = np.setdiff1d(np.arange(start[name].shape[0]), rows)
         still += len(untouched)
         for after in (after_t, after_k):
-            moved = max(moved, float(np.max(np.abs(after[name][untouched] - start[name][untouched]), initial=0.0)))
+            moved = max(
+                moved, float(np.max(np.abs(after[name][untouched] - start[name][untouched]), initial=0.0))
+            )
     touched_moved = max(float(np.max(np.abs(after_t[n][r] - start[n][r]))) for n, r in ids.items())
-    return [step, Check("sparse_sgd_untouched_rows", moved, 0.0, moved == 0.0 and touched_moved > 0.0,
-                        f"{still:,} untouched rows bitwise unchanged in both frameworks; touched rows moved up to "
-                        f"{touched_moved:.2e}")]
+    return [
+        step,
+        Check(
+            "sparse_sgd_untouched_rows",
+            moved,
+            0.0,
+            moved == 0.0 and touched_moved > 0.0,
+            f"{still:,} untouched rows bitwise unchanged in both frameworks; touched rows moved up to "
+            f"{touched_moved:.2e}",
+        ),
+    ]
 
 
 def extra_checks(spec, config) -> list[Check]:

@@ -12,23 +12,28 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from shared.keras_weights import set_weights
 from shared.weight_map import Row, embedding, row
-from zoo.recsys.mf.config import Config
+from zoo.recsys.mf.config import Config, initial_weights
 
 
 class MatrixFactorization(keras.Model):
     def __init__(self, config: Config):
         super().__init__(name="matrix_factorization")
-        normal = keras.initializers.RandomNormal
-        self.global_bias = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant((config.rating_min + config.rating_max) / 2),
-            name="global_bias")
-        self.user_factors = layers.Embedding(config.num_users, config.num_factors,
-                                             embeddings_initializer=normal(stddev=config.init_std), name="user_factors")
-        self.item_factors = layers.Embedding(config.num_items, config.num_factors,
-                                             embeddings_initializer=normal(stddev=config.init_std), name="item_factors")
-        self.user_bias = layers.Embedding(config.num_users, 1, embeddings_initializer="zeros", name="user_bias")
-        self.item_bias = layers.Embedding(config.num_items, 1, embeddings_initializer="zeros", name="item_bias")
+        # Variables start at zero; build_model loads config.initial_weights(), as the torch twin does.
+        self.global_bias = self.add_weight(shape=(), initializer="zeros", name="global_bias")
+        self.user_factors = layers.Embedding(
+            config.num_users, config.num_factors, embeddings_initializer="zeros", name="user_factors"
+        )
+        self.item_factors = layers.Embedding(
+            config.num_items, config.num_factors, embeddings_initializer="zeros", name="item_factors"
+        )
+        self.user_bias = layers.Embedding(
+            config.num_users, 1, embeddings_initializer="zeros", name="user_bias"
+        )
+        self.item_bias = layers.Embedding(
+            config.num_items, 1, embeddings_initializer="zeros", name="item_bias"
+        )
         self.l2_factors, self.l2_biases = config.l2_factors, config.l2_biases
 
     def call(self, inputs, training=False):
@@ -39,25 +44,29 @@ class MatrixFactorization(keras.Model):
         b_i = self.item_bias(item)[:, 0]  # (B, 1) -> (B,)
         rating = self.global_bias + b_u + b_i + ops.sum(p_u * q_i, axis=-1)  # (B,)
         # Koren et al.'s L2 term for these rows; compute_loss averages it over the batch.
-        penalty = (self.l2_factors * (ops.sum(p_u * p_u, axis=-1) + ops.sum(q_i * q_i, axis=-1))
-                   + self.l2_biases * (b_u * b_u + b_i * b_i))  # (B,)
+        penalty = self.l2_factors * (
+            ops.sum(p_u * p_u, axis=-1) + ops.sum(q_i * q_i, axis=-1)
+        ) + self.l2_biases * (b_u * b_u + b_i * b_i)  # (B,)
         return rating, penalty
 
 
 def build_model(config: Config) -> MatrixFactorization:
     model = MatrixFactorization(config)
     model({"user": ops.zeros((1,), "int64"), "item": ops.zeros((1,), "int64")})  # creates the variables
+    set_weights(model, weight_map(config), initial_weights(config))  # the same start as the torch twin
     return model
 
 
 def weight_map(config: Config) -> list[Row]:
     """Keras variable path -> torch state_dict name, one row per tensor (no transforms needed)."""
     prefix = "matrix_factorization"
-    return [row(f"{prefix}/global_bias", "global_bias"),
-            *embedding(f"{prefix}/user_factors", "user_factors"),
-            *embedding(f"{prefix}/item_factors", "item_factors"),
-            *embedding(f"{prefix}/user_bias", "user_bias"),
-            *embedding(f"{prefix}/item_bias", "item_bias")]
+    return [
+        row(f"{prefix}/global_bias", "global_bias"),
+        *embedding(f"{prefix}/user_factors", "user_factors"),
+        *embedding(f"{prefix}/item_factors", "item_factors"),
+        *embedding(f"{prefix}/user_bias", "user_bias"),
+        *embedding(f"{prefix}/item_bias", "item_bias"),
+    ]
 
 
 def call(model: MatrixFactorization, batch: dict, training: bool = False) -> dict:

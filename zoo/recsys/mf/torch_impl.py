@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.recsys.mf.config import Config
+from zoo.recsys.mf.config import Config, initial_weights
 
 
 class MatrixFactorization(nn.Module):
@@ -26,11 +26,10 @@ class MatrixFactorization(nn.Module):
         self.reset_parameters(config)
 
     def reset_parameters(self, config: Config):
-        nn.init.constant_(self.global_bias, (config.rating_min + config.rating_max) / 2)
-        nn.init.normal_(self.user_factors.weight, std=config.init_std)
-        nn.init.normal_(self.item_factors.weight, std=config.init_std)
-        nn.init.zeros_(self.user_bias.weight)
-        nn.init.zeros_(self.item_bias.weight)
+        # The same numpy-drawn start as the Keras twin (config.initial_weights).
+        with torch.no_grad():
+            for name, value in initial_weights(config).items():
+                self.get_parameter(name).copy_(torch.from_numpy(value))
 
     def forward(self, user, item):
         p_u = self.user_factors(user)  # (B, F)
@@ -39,8 +38,9 @@ class MatrixFactorization(nn.Module):
         b_i = self.item_bias(item)[:, 0]  # (B, 1) -> (B,)
         rating = self.global_bias + b_u + b_i + torch.sum(p_u * q_i, dim=-1)  # (B,)
         # Koren et al.'s L2 term for these rows; compute_loss averages it over the batch.
-        penalty = (self.l2_factors * (torch.sum(p_u * p_u, dim=-1) + torch.sum(q_i * q_i, dim=-1))
-                   + self.l2_biases * (b_u * b_u + b_i * b_i))  # (B,)
+        penalty = self.l2_factors * (
+            torch.sum(p_u * p_u, dim=-1) + torch.sum(q_i * q_i, dim=-1)
+        ) + self.l2_biases * (b_u * b_u + b_i * b_i)  # (B,)
         return rating, penalty
 
 

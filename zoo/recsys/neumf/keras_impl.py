@@ -11,31 +11,33 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from shared.keras_weights import set_weights
 from shared.weight_map import Row, dense, embedding
-from zoo.recsys.neumf.config import Config
-
-
-def lecun_uniform() -> keras.initializers.Initializer:
-    return keras.initializers.VarianceScaling(1.0, mode="fan_in", distribution="uniform")  # sqrt(3 / fan_in)
+from zoo.recsys.neumf.config import Config, initial_weights
 
 
 class NeuMF(keras.Model):
     def __init__(self, config: Config):
         super().__init__(name="neumf")
         half = config.mlp_layers[0] // 2
-
-        def table(rows, width, name):
-            normal = keras.initializers.RandomNormal(stddev=config.embedding_init_std)
-            return layers.Embedding(rows, width, embeddings_initializer=normal, name=name)
-
-        self.gmf_user = table(config.num_users, config.mf_dim, "gmf_user")
-        self.gmf_item = table(config.num_items, config.mf_dim, "gmf_item")
-        self.mlp_user = table(config.num_users, half, "mlp_user")
-        self.mlp_item = table(config.num_items, half, "mlp_item")
-        self.mlp = [layers.Dense(b, kernel_initializer="glorot_uniform", bias_initializer="zeros", name=f"mlp_{i}")
-                    for i, b in enumerate(config.mlp_layers[1:])]
-        self.prediction = layers.Dense(1, kernel_initializer=lecun_uniform(), bias_initializer="zeros",
-                                       name="prediction")
+        # Variables start at zero; build_model loads config.initial_weights(), as the torch twin does.
+        self.gmf_user = layers.Embedding(
+            config.num_users, config.mf_dim, embeddings_initializer="zeros", name="gmf_user"
+        )
+        self.gmf_item = layers.Embedding(
+            config.num_items, config.mf_dim, embeddings_initializer="zeros", name="gmf_item"
+        )
+        self.mlp_user = layers.Embedding(
+            config.num_users, half, embeddings_initializer="zeros", name="mlp_user"
+        )
+        self.mlp_item = layers.Embedding(
+            config.num_items, half, embeddings_initializer="zeros", name="mlp_item"
+        )
+        self.mlp = [
+            layers.Dense(b, kernel_initializer="zeros", name=f"mlp_{i}")
+            for i, b in enumerate(config.mlp_layers[1:])
+        ]
+        self.prediction = layers.Dense(1, kernel_initializer="zeros", name="prediction")
 
     def call(self, inputs, training=False):
         user, item = inputs["user"], inputs["item"]
@@ -49,13 +51,18 @@ class NeuMF(keras.Model):
 def build_model(config: Config) -> NeuMF:
     model = NeuMF(config)
     model({"user": ops.zeros((1,), "int64"), "item": ops.zeros((1,), "int64")})  # creates the variables
+    set_weights(model, weight_map(config), initial_weights(config))  # the same start as the torch twin
     return model
 
 
 def weight_map(config: Config) -> list[Row]:
     """Keras variable path -> torch state_dict name -> transform, one row per tensor."""
-    rows = [*embedding("neumf/gmf_user", "gmf_user"), *embedding("neumf/gmf_item", "gmf_item"),
-            *embedding("neumf/mlp_user", "mlp_user"), *embedding("neumf/mlp_item", "mlp_item")]
+    rows = [
+        *embedding("neumf/gmf_user", "gmf_user"),
+        *embedding("neumf/gmf_item", "gmf_item"),
+        *embedding("neumf/mlp_user", "mlp_user"),
+        *embedding("neumf/mlp_item", "mlp_item"),
+    ]
     for i in range(len(config.mlp_layers) - 1):
         rows += dense(f"neumf/mlp_{i}", f"mlp.{i}")
     return rows + dense("neumf/prediction", "prediction")

@@ -1,24 +1,17 @@
 """NeuMF (He et al. 2017, Neural Collaborative Filtering) in PyTorch. Line-aligned with keras_impl.py.
 
-    GMF tower:  p_u^G * q_i^G                                  (B, mf_dim)
-    MLP tower:  ReLU layers over [p_u^M, q_i^M]                (B, mlp_layers[-1])
-    logits:     prediction([GMF, MLP])                         (B,)   sigmoid in the loss
+GMF tower:  p_u^G * q_i^G                                  (B, mf_dim)
+MLP tower:  ReLU layers over [p_u^M, q_i^M]                (B, mlp_layers[-1])
+logits:     prediction([GMF, MLP])                         (B,)   sigmoid in the loss
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.recsys.neumf.config import Config
-
-
-def lecun_uniform_(weight: torch.Tensor) -> None:
-    bound = math.sqrt(3.0 / weight.shape[1])  # fan_in of a (out, in) weight
-    nn.init.uniform_(weight, -bound, bound)
+from zoo.recsys.neumf.config import Config, initial_weights
 
 
 class NeuMF(nn.Module):
@@ -30,18 +23,17 @@ class NeuMF(nn.Module):
         self.gmf_item = nn.Embedding(config.num_items, config.mf_dim, sparse=sparse)
         self.mlp_user = nn.Embedding(config.num_users, half, sparse=sparse)
         self.mlp_item = nn.Embedding(config.num_items, half, sparse=sparse)
-        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(config.mlp_layers[:-1], config.mlp_layers[1:]))
+        self.mlp = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(config.mlp_layers[:-1], config.mlp_layers[1:])
+        )
         self.prediction = nn.Linear(config.mf_dim + config.mlp_layers[-1], 1)
         self.reset_parameters(config)
 
     def reset_parameters(self, config: Config):
-        for table in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
-            nn.init.normal_(table.weight, std=config.embedding_init_std)
-        for layer in self.mlp:
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-        lecun_uniform_(self.prediction.weight)
-        nn.init.zeros_(self.prediction.bias)
+        # The same numpy-drawn start as the Keras twin (config.initial_weights).
+        with torch.no_grad():
+            for name, value in initial_weights(config).items():
+                self.get_parameter(name).copy_(torch.from_numpy(value))
 
     def forward(self, user, item):
         gmf = self.gmf_user(user) * self.gmf_item(item)  # (B, mf_dim)
