@@ -2,9 +2,9 @@
 
     python -m zoo.recsys.memory          # every case, each in a fresh process; prints a table
 
-Each case builds the model with 100,000 users and 100,000 items, runs one warm-up step through the
-zoo's trainer (optimizer state, graph tracing), then resets the process's peak resident memory
-(/proc/self/clear_refs) and runs more steps. `step peak` is how far resident memory rose above its
+Each case builds the model with 100,000 users and 100,000 items (MF with 64 factors, NeuMF with the
+paper's sizes), runs one warm-up step through the zoo's trainer (optimizer state, graph tracing), then
+resets the process's peak resident memory (/proc/self/clear_refs) and runs five more steps. `step peak` is how far resident memory rose above its
 level before those steps: what one step allocates on top of the tables and the optimizer state. glibc
 is told to serve every allocation over 128 KiB by mmap (MALLOC_MMAP_THRESHOLD_), so freed buffers
 leave resident memory at once instead of hiding in the heap.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = ITEMS = 100_000
+SIZES = {"recsys/mf": {"num_factors": 64}, "recsys/neumf": {}}  # NeuMF: the paper's sizes (the defaults)
 RECIPES = {  # name -> Config overrides
     "adam, dense tables": {"optimizer": "adam"},
     "sgd, dense tables": {"optimizer": "sgd", "sgd_momentum": 0.0},
@@ -42,11 +43,15 @@ def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 
     from zoo import registry
 
     spec = registry.get(model)
-    config = spec.config(num_users=USERS, num_items=ITEMS, batch_size=batch_size, **RECIPES[recipe])
+    config = spec.config(
+        num_users=USERS, num_items=ITEMS, batch_size=batch_size, **SIZES[model], **RECIPES[recipe]
+    )
     trainer = importlib.import_module(f"shared.train.{fw}_trainer")
     device = trainer.setup(0, 1, 0)
     net = spec.build(fw, config)
-    tables = sum(w.nbytes for name, w in spec.get_weights(net).items() if w.shape[0] in (USERS, ITEMS))
+    tables = sum(
+        w.nbytes for name, w in spec.get_weights(net).items() if w.ndim and w.shape[0] in (USERS, ITEMS)
+    )
     session = trainer.Session(spec, config, net, total_steps=steps + 1, device=device)
     batches = [spec.example_batch(config, batch_size=batch_size, seed=s) for s in range(steps + 1)]
     session.train_epoch(batches[:1], 0, progress=False)  # warm-up: optimizer state, tracing
