@@ -4,10 +4,11 @@
 
 Each case builds the model with 100,000 users and 100,000 items (MF with 64 factors, NeuMF with the
 paper's sizes), runs one warm-up step through the zoo's trainer (optimizer state, graph tracing), then
-resets the process's peak resident memory (/proc/self/clear_refs) and runs five more steps. `step peak` is how far resident memory rose above its
-level before those steps: what one step allocates on top of the tables and the optimizer state. glibc
-is told to serve every allocation over 128 KiB by mmap (MALLOC_MMAP_THRESHOLD_), so freed buffers
-leave resident memory at once instead of hiding in the heap.
+resets the process's peak resident memory (/proc/self/clear_refs) and runs five more steps. `step peak`
+is how far resident memory rose above its level before those steps: what one step allocates (gradients
+included) on top of the tables and the optimizer state. glibc is told to serve every allocation over
+128 KiB by mmap (MALLOC_MMAP_THRESHOLD_), so freed buffers leave resident memory at once instead of
+hiding in the heap.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 
     session = trainer.Session(spec, config, net, total_steps=steps + 1, device=device)
     batches = [spec.example_batch(config, batch_size=batch_size, seed=s) for s in range(steps + 1)]
     session.train_epoch(batches[:1], 0, progress=False)  # warm-up: optimizer state, tracing
+    if fw == "torch":  # torch holds the last gradients until the next zero_grad; Keras frees them
+        net.zero_grad(set_to_none=True)
     Path("/proc/self/clear_refs").write_text("5")  # peak resident memory := current
     before = _status("VmRSS")
     start = time.perf_counter()

@@ -1,8 +1,8 @@
 """NeuMF (He et al. 2017, Neural Collaborative Filtering) in PyTorch. Line-aligned with keras_impl.py.
 
-GMF tower:  p_u^G * q_i^G                                  (B, mf_dim)
-MLP tower:  ReLU layers over [p_u^M, q_i^M]                (B, mlp_layers[-1])
-logits:     prediction([GMF, MLP])                         (B,)   sigmoid in the loss
+    GMF tower:  p_u^G * q_i^G                                  (B, mf_dim)
+    MLP tower:  ReLU layers over [p_u^M, q_i^M]                (B, mlp_layers[-1])
+    logits:     prediction([GMF, MLP])                         (B,)   sigmoid in the loss
 """
 
 from __future__ import annotations
