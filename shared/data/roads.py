@@ -131,35 +131,37 @@ def render(scene: dict, rng: np.random.Generator, height: int, width: int, camer
     scale = width / 128
     texture = smooth_noise(rng, height, width, 6 * scale)[..., None]  # (H, W, 1)
     sky_t = np.clip(v / max(horizon, 1), 0, 1)[..., None]  # 0 at the top, 1 at the horizon, (H, 1, 1)
-    image = np.broadcast_to(scene["sky"] * (1 - sky_t) + np.array([215.0, 220, 225]) * sky_t, (height, width, 3))
-    image = image + 6 * texture
-    image = np.where(ground[..., None], scene["verge"] * (1 + 0.15 * texture), image)
-    image = np.where(road[..., None], scene["asphalt"] * (1 + 0.06 * texture), image)
-    white = np.array([235.0, 235, 230])
-    edge_colour = np.array([230.0, 190, 60]) if scene["yellow_edges"] else white
-    image = np.where((lane & edge)[..., None], edge_colour, np.where(lane[..., None], white, image))
-    haze = np.clip(depth / 250, 0, 0.45)[..., None]  # (H, 1, 1)
-    image = np.where(ground[..., None], image * (1 - haze) + 200 * haze, image)
+    image = scene["sky"] * (1 - sky_t) + np.array([215.0, 220, 225]) * sky_t + 6 * texture  # (H, W, 3)
+    image[ground] = scene["verge"] * (1 + 0.15 * texture[ground])
+    image[road] = scene["asphalt"] * (1 + 0.06 * texture[road])
+    image[lane] = (235, 235, 230)
+    if scene["yellow_edges"]:
+        image[lane & edge] = (230, 190, 60)
+    haze = np.broadcast_to(np.clip(depth / 250, 0, 0.45), (height, width))[ground][:, None]  # (N ground, 1)
+    image[ground] = image[ground] * (1 - haze) + 200 * haze
 
-    for car in scene["vehicles"]:
+    for car in scene["vehicles"]:  # drawn on the block of pixels whose centres fall inside the rear face
         z = car["distance"]
         centre = lane_centre(scene, z) + car["lane"] * scene["lane_width"] + car["jitter"]
         left, right = cx + f * (centre - car["width"] / 2) / z, cx + f * (centre + car["width"] / 2) / z
         top, bottom = horizon + f * (camera.height_m - car["height"]) / z, horizon + f * camera.height_m / z
-        inside = (u > left) & (u < right) & (v > top) & (v < bottom)  # (H, W)
-        mask[inside] = VEHICLE
-        rel_v, rel_u = (v - top) / (bottom - top), (u - left) / (right - left)
-        colour = np.broadcast_to(car["colour"], (height, width, 3)).copy()
-        colour[np.broadcast_to((rel_v > 0.12) & (rel_v < 0.42), (height, width))] = (40, 45, 55)  # rear window
-        lights = (rel_v > 0.5) & (rel_v < 0.65) & ((rel_u < 0.18) | (rel_u > 0.82))
-        colour[lights] = (210, 25, 20)
-        colour[np.broadcast_to(rel_v > 0.86, (height, width))] = (22, 22, 22)  # bumper and tyres
+        rows = np.nonzero((v[:, 0] > top) & (v[:, 0] < bottom))[0]
+        cols = np.nonzero((u[0] > left) & (u[0] < right))[0]
+        if not rows.size or not cols.size:
+            continue
+        block = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        mask[block] = VEHICLE
+        rel_v = ((v[block[0]] - top) / (bottom - top))[:, 0]  # (rows,) 0 at the roof, 1 at the road
+        rel_u = ((u[:, block[1]] - left) / (right - left))[0]  # (cols,)
+        colour = np.broadcast_to(car["colour"], (rows.size, cols.size, 3)).copy()
+        colour[(rel_v > 0.12) & (rel_v < 0.42)] = (40, 45, 55)  # rear window
+        colour[np.ix_((rel_v > 0.5) & (rel_v < 0.65), (rel_u < 0.18) | (rel_u > 0.82))] = (210, 25, 20)  # lights
+        colour[rel_v > 0.86] = (22, 22, 22)  # bumper and tyres
         hz = min(z / 250, 0.45)
-        image = np.where(inside[..., None], colour * (1 - hz) + 200 * hz, image)
+        image[block] = colour * (1 - hz) + 200 * hz
 
     for cu, cv, ru, rv, dark in scene["shadows"]:  # elliptic shadows on the lower image, labels unchanged
-        inside = ((u / width - cu) / ru) ** 2 + ((v / height - cv) / rv) ** 2 < 1
-        image = np.where(inside[..., None], image * dark, image)
+        image[((u / width - cu) / ru) ** 2 + ((v / height - cv) / rv) ** 2 < 1] *= dark
     image = image * scene["gain"] * scene["cast"] + rng.normal(0, scene["noise"], image.shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8), mask, steering_angle(scene, camera)
 
@@ -231,11 +233,11 @@ def open_rgb(path: str | Path, what: str = "image"):
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(f"cannot read {what} {path}: {str(err) or type(err).__name__} (a corrupt or non-image file)") from None
     if img.mode != "RGB":
-        kind = {"L": "grayscale", "LA": "grayscale with alpha", "1": "black-and-white", "I": "32-bit grayscale",
-                "I;16": "16-bit grayscale", "F": "float grayscale", "RGBA": "RGB with an alpha channel",
-                "P": "palette", "CMYK": "CMYK"}.get(img.mode, img.mode)
-        raise UserError(f"{what} {path} is a {kind} ({img.mode}) image; the model reads 8-bit RGB colour images: "
-                        "convert it to RGB first")
+        kind = {"L": "a grayscale image", "LA": "a grayscale image with alpha", "1": "a black-and-white image",
+                "I": "a 32-bit grayscale image", "I;16": "a 16-bit grayscale image", "F": "a float grayscale image",
+                "RGBA": "an RGB image with an alpha channel", "P": "a palette image", "CMYK": "a CMYK image"}
+        raise UserError(f"{what} {path} is {kind.get(img.mode, 'an image')} (mode {img.mode}); the model reads "
+                        "8-bit RGB colour images: convert it to RGB first")
     return img
 
 

@@ -4,7 +4,7 @@ outputs {logits (B, H, W, classes), steering (B,)}.
 Metrics over a whole split: IoU per class from the split's confusion matrix (tp / (tp + fp + fn); NaN for
 a class absent from both labels and predictions), mIoU (their mean, NaN classes skipped), pixel accuracy,
 steering MAE and RMSE in degrees over the frames whose steering is known (NaN marks unknown), and the
-training loss (pixel cross-entropy + steering_loss_weight * steering MSE).
+training loss (class-weighted pixel cross-entropy + steering_loss_weight * steering MSE).
 
 Images the model did not see in training (tools/predict.py) follow the resize policy of
 shared/data/roads.py: centre-crop to the model's aspect ratio, then a bilinear resize to
@@ -78,7 +78,7 @@ def normalize(images: np.ndarray, state: dict) -> np.ndarray:
 
 def prepare(dataset, config, state: dict | None = None):
     """DatasetDict(image uint8 (H, W, 3), mask, steering) -> numpy splits; statistics from the train split."""
-    splits = {name: dataset[name].with_format("numpy")[:] for name in dataset}
+    splits = {name: dataset[name].with_format("numpy", dtype=None)[:] for name in dataset}
     first = splits["train"] if "train" in splits else next(iter(splits.values()))
     height, width, channels = first["image"].shape[1:]
     if channels != config.in_channels:
@@ -110,9 +110,10 @@ def class_names(num_classes: int, state: dict | None = None) -> list[str]:
 class Scores:
     """Running sums over batches: the confusion matrix, the pixel cross-entropy and the steering errors."""
 
-    def __init__(self, num_classes: int, steering_loss_weight: float):
+    def __init__(self, num_classes: int, class_weights=None, steering_loss_weight: float = 0.0):
         self.confusion = np.zeros((num_classes, num_classes), np.int64)  # rows: label, columns: prediction
-        self.weight, self.ce_sum, self.pixels = steering_loss_weight, 0.0, 0
+        self.class_weights = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
+        self.steering_loss_weight, self.ce_sum, self.weight_sum = steering_loss_weight, 0.0, 0.0
         self.errors: list[np.ndarray] = []
 
     def add(self, logits: np.ndarray, steering: np.ndarray, mask: np.ndarray, target: np.ndarray) -> None:
@@ -121,9 +122,11 @@ class Scores:
         c = self.confusion.shape[0]
         index = mask.reshape(-1).astype(np.int64) * c + logits.argmax(-1).reshape(-1)
         self.confusion += np.bincount(index, minlength=c * c).reshape(c, c)
+        labels = mask.reshape(-1).astype(np.int64)
         logp = log_softmax(logits).reshape(-1, c)  # (B * H * W, classes), float64
-        self.ce_sum -= float(np.take_along_axis(logp, mask.reshape(-1, 1).astype(np.int64), 1).sum())
-        self.pixels += mask.size
+        weights = self.class_weights[labels]
+        self.ce_sum -= float((weights * np.take_along_axis(logp, labels[:, None], 1)[:, 0]).sum())
+        self.weight_sum += float(weights.sum())
         known = np.isfinite(target)
         self.errors.append((np.asarray(steering, np.float64) - target)[known])
 
@@ -140,14 +143,15 @@ class Scores:
                "pixel_accuracy": float(tp.sum() / max(self.confusion.sum(), 1)),
                "steering_mae": float(np.mean(np.abs(errors))) if errors.size else float("nan"),
                "steering_rmse": math.sqrt(mse) if errors.size else float("nan")}
-        out["loss"] = self.ce_sum / max(self.pixels, 1) + self.weight * (mse if errors.size else 0.0)
+        steering_term = self.steering_loss_weight * mse if errors.size else 0.0
+        out["loss"] = self.ce_sum / max(self.weight_sum, 1e-12) + steering_term  # the training loss
         return out
 
 
-def metrics(outputs: dict, batch: dict, steering_loss_weight: float = 0.0) -> dict[str, float]:
-    """Scores of whole-split outputs; `loss` includes the steering term only when given its weight."""
+def metrics(outputs: dict, batch: dict, config=None) -> dict[str, float]:
+    """Scores of whole-split outputs; `loss` is the training loss given the config (plain mean CE without)."""
     num_classes = outputs["logits"].shape[-1]
-    scores = Scores(num_classes, steering_loss_weight)
+    scores = Scores(num_classes, getattr(config, "class_weights", None), getattr(config, "steering_loss_weight", 0.0))
     scores.add(outputs["logits"], outputs["steering"], batch["mask"], batch["steering"])
     return scores.result(class_names(num_classes))
 
@@ -156,7 +160,7 @@ def evaluate(spec, model, arrays: dict, config, batch_size: int) -> dict[str, fl
     """Batch by batch (a split's per-pixel logits would not fit in memory at once)."""
     from shared.data.iterator import BatchIterator
 
-    scores = Scores(config.num_classes, config.steering_loss_weight)
+    scores = Scores(config.num_classes, config.class_weights, config.steering_loss_weight)
     for batch in BatchIterator(arrays, batch_size, shuffle=False, drop_last=False):
         out = spec.forward(model, batch, training=False)
         scores.add(out["logits"], out["steering"], batch["mask"], batch["steering"])

@@ -21,7 +21,11 @@ class Config(Recipe):
     stage_blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage; every stage after the first halves
     steering_channels: int = 16  # 1x1 convolution squeezing the deepest features before flattening
     steering_hidden: tuple[int, ...] = (100, 50, 10)  # PilotNet's fully connected sizes (Bojarski et al. 2016)
-    steering_loss_weight: float = 0.05  # loss = pixel cross-entropy + weight * MSE(steering in degrees)
+    # loss = sum(w[y] * CE) / sum(w[y]) over pixels (y the pixel's class) + steering_loss_weight * MSE(steering
+    # in degrees). Lane markings and vehicles are ~2% of the pixels each; without the weights a short CPU run
+    # settles on background and road only.
+    class_weights: tuple[float, ...] = (1.0, 1.0, 3.0, 3.0)
+    steering_loss_weight: float = 0.05
     bn_epsilon: float = 1e-5  # torch's default; Keras' default is 1e-3
     bn_momentum: float = 0.1  # torch convention: running = (1 - m) * running + m * batch; Keras uses 1 - m
     # Initialisers, the same in both twins: He-normal (fan_out) convolutions and transposed convolutions,
@@ -49,6 +53,9 @@ class Config(Recipe):
             if getattr(self, name) < factor or getattr(self, name) % factor:
                 raise UserError(f"{name} must be a positive multiple of {factor} (the stem and "
                                 f"{len(self.stage_blocks) - 1} strided stages halve it); found {getattr(self, name)}")
+        if len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0:
+            raise UserError(f"class_weights needs num_classes={self.num_classes} positive values; "
+                            f"found {self.class_weights}")
         if self.steering_loss_weight < 0:
             raise UserError(f"steering_loss_weight must be >= 0; found {self.steering_loss_weight}")
 

@@ -99,7 +99,8 @@ def build_model(config: Config) -> keras.Model:
     features = list(stage_outputs.values())  # stage s: (B, H / 2**(s+1), W / 2**(s+1), width * 2**s)
     for stage in reversed(range(1, num_stages)):
         x = up_block(config, x, features[stage - 1], config.stage_width(stage - 1), f"up{stage}")
-    logits = conv_transpose(config.num_classes, "classifier")(x)  # (B, H, W, num_classes)
+    x = layers.ReLU()(batch_norm(config, "head_bn")(conv_transpose(config.width, "head_up")(x)))  # (B, H, W, width)
+    logits = layers.Conv2D(config.num_classes, 1, kernel_initializer=CONV_INIT, name="classifier")(x)  # (B, H, W, num_classes)
     steering = steering_head(config, features[-1])
     return keras.Model(inputs={"image": image}, outputs={"logits": logits, "steering": steering},
                        name="perception")
@@ -122,7 +123,8 @@ def weight_map(config: Config) -> list[Row]:
     for stage in reversed(range(1, len(config.stage_blocks))):
         rows += conv_transpose_rows(f"up{stage}_up", f"up{stage}.up")
         rows += conv_rows(f"up{stage}_conv", f"up{stage}.conv") + bn_rows(f"up{stage}_bn", f"up{stage}.bn")
-    rows += conv_transpose_rows("classifier", "classifier")
+    rows += conv_transpose_rows("head_up", "head_up") + bn_rows("head_bn", "head_bn")
+    rows += conv_rows("classifier", "classifier", bias=True)
     rows += conv_rows("steering_conv", "steering.conv") + bn_rows("steering_bn", "steering.bn")
     for i in range(len(config.steering_hidden)):
         rows += dense_rows(f"steering_fcs_{i}", f"steering.fcs.{i}")
@@ -135,12 +137,20 @@ def call(model: keras.Model, batch: dict, training: bool = False) -> dict:
 
 def steering_mse(predicted, target):
     """Mean squared error over the frames whose steering is known (NaN marks unknown)."""
+    target = ops.cast(target, predicted.dtype)
     known = ops.isfinite(target)
     target = ops.where(known, target, ops.zeros_like(target))  # keeps NaN out of the gradient
     squared = ops.where(known, ops.square(predicted - target), ops.zeros_like(target))
     return ops.sum(squared) / ops.maximum(ops.sum(ops.cast(known, squared.dtype)), 1.0)
 
 
+def pixel_cross_entropy(logits, mask, class_weights: tuple):
+    """Class-weighted mean: sum(w[y] * CE) / sum(w[y]) over every pixel (torch's weight= semantics)."""
+    per_pixel = keras.losses.sparse_categorical_crossentropy(mask, logits, from_logits=True)  # (B, H, W)
+    weights = ops.take(ops.convert_to_tensor(class_weights, dtype=logits.dtype), mask)  # (B, H, W)
+    return ops.sum(weights * per_pixel) / ops.sum(weights)
+
+
 def compute_loss(outputs: dict, batch: dict, config: Config):
-    pixel = ops.mean(keras.losses.sparse_categorical_crossentropy(batch["mask"], outputs["logits"], from_logits=True))
+    pixel = pixel_cross_entropy(outputs["logits"], batch["mask"], config.class_weights)
     return pixel + config.steering_loss_weight * steering_mse(outputs["steering"], batch["steering"])

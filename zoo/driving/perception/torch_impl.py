@@ -92,7 +92,9 @@ class PerceptionNet(nn.Module):
         for stage in reversed(range(1, self.num_stages)):  # up3, up2, up1 for four stages
             skip = config.stage_width(stage - 1)
             setattr(self, f"up{stage}", UpBlock(config, config.stage_width(stage), skip, skip))
-        self.classifier = nn.ConvTranspose2d(width, config.num_classes, 2, stride=2)  # H/2 -> H, logits
+        self.head_up = nn.ConvTranspose2d(width, width, 2, stride=2)  # H/2 -> H
+        self.head_bn = batch_norm(config, width)
+        self.classifier = nn.Conv2d(width, config.num_classes, 1)  # per-pixel logits
         self.steering = SteeringHead(config, in_planes)
         self.reset_parameters()
 
@@ -109,7 +111,9 @@ class PerceptionNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, image):
-        x = image.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        # A plain NCHW copy: left a permuted view (channels_last strides), torch 2.14.1's CPU backward of a
+        # 1x1 stride-2 convolution with 2 to 7 input channels corrupts memory (width < 8 here).
+        x = image.permute(0, 3, 1, 2).contiguous()  # (B, H, W, C) -> (B, C, H, W)
         x = F.relu(self.stem_bn(self.stem_conv(x)))  # (B, width, H/2, W/2)
         features = []
         for stage in range(self.num_stages):
@@ -117,6 +121,7 @@ class PerceptionNet(nn.Module):
             features.append(x)
         for stage in reversed(range(1, self.num_stages)):
             x = getattr(self, f"up{stage}")(x, features[stage - 1])  # (B, width * 2**(stage-1), H / 2**stage, ...)
+        x = F.relu(self.head_bn(self.head_up(x)))  # (B, width, H, W)
         logits = self.classifier(x).permute(0, 2, 3, 1)  # (B, num_classes, H, W) -> (B, H, W, num_classes)
         return logits, self.steering(features[-1])
 
@@ -132,13 +137,20 @@ def call(model: PerceptionNet, batch: dict, training: bool = False) -> dict:
 
 def steering_mse(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the frames whose steering is known (NaN marks unknown)."""
+    target = target.to(predicted.dtype)
     known = torch.isfinite(target)
     target = torch.where(known, target, torch.zeros_like(target))  # keeps NaN out of the gradient
     squared = torch.where(known, (predicted - target) ** 2, torch.zeros_like(target))
     return squared.sum() / known.sum().clamp(min=1)
 
 
+def pixel_cross_entropy(logits: torch.Tensor, mask: torch.Tensor, class_weights: tuple) -> torch.Tensor:
+    """Class-weighted mean: sum(w[y] * CE) / sum(w[y]) over every pixel (torch's weight= semantics)."""
+    per_pixel = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), mask.reshape(-1), reduction="none")
+    weights = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)[mask.reshape(-1)]
+    return (weights * per_pixel).sum() / weights.sum()
+
+
 def compute_loss(outputs: dict, batch: dict, config: Config) -> torch.Tensor:
-    logits = outputs["logits"].reshape(-1, config.num_classes)  # (B * H * W, num_classes)
-    pixel = F.cross_entropy(logits, batch["mask"].reshape(-1))
+    pixel = pixel_cross_entropy(outputs["logits"], batch["mask"], config.class_weights)
     return pixel + config.steering_loss_weight * steering_mse(outputs["steering"], batch["steering"])
