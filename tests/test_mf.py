@@ -180,3 +180,13 @@ def test_cli_errors_for_unknown_users_and_data_larger_than_the_tables(frameworks
     assert_one_line_error(proc, "user 'abc' is not in planted-ratings")
     proc = run_tool("tools/evaluate.py", str(tmp_path / "run"), "--fw", "keras", "--data", "planted-ratings")
     assert_one_line_error(proc, "the data has 800 users but the model's table has num_users=40")
+
+
+@pytest.mark.slow  # two fresh processes, each building 100k-user x 100k-item tables
+def test_sparse_tables_keep_a_100k_table_step_from_allocating_a_table_copy():
+    from zoo.recsys.memory import measure_in_subprocess
+
+    dense = measure_in_subprocess("recsys/mf", "torch", "sgd, dense tables")
+    sparse = measure_in_subprocess("recsys/mf", "torch", "sgd, sparse tables")
+    assert dense["step_peak_mib"] > 0.9 * dense["tables_mib"]  # the measurement sees table-sized gradients
+    assert sparse["step_peak_mib"] < 0.05 * sparse["tables_mib"]
