@@ -72,11 +72,12 @@ def test_sparse_tables_need_plain_sgd():
 
 def test_sparse_gradient_checks_fail_when_the_twins_differ(frameworks):
     """The extra checks can fail: a Keras twin whose item factors differ disagrees on the touched rows."""
+    from shared.crosscheck import build_float64, float64_batch
     from zoo.recsys.sparse_checks import check_sparse_gradients, sparse_batch, sparse_config
 
     config = sparse_config(SPEC, tiny_config())
-    batch = sparse_batch(SPEC, config)
-    torch_model, keras_model = SPEC.build("torch", config), SPEC.build("keras", config)
+    batch = float64_batch(sparse_batch(SPEC, config))
+    torch_model, keras_model = build_float64(SPEC, config)
     checks = check_sparse_gradients(SPEC, config, torch_model, keras_model, batch)
     assert all(c.passed for c in checks), [(c.name, c.max_error) for c in checks if not c.passed]
     weights = SPEC.get_weights(torch_model)

@@ -2,9 +2,10 @@
 
 With sparse_embeddings=True the torch twin's nn.Embedding returns sparse gradients, and the Keras twin on
 TensorFlow returns tf.IndexedSlices: both hold only the rows the batch touched (a repeated id's rows are
-summed). The checks compare them on the touched rows and as whole tables (zeros elsewhere, and against
-the dense torch twin), then take one plain-SGD step through both trainers: the parameters must agree
-and every row the batch did not touch must be bitwise unchanged in both frameworks.
+summed). The checks compare them, in float64 as tier 1 compares gradients, on the touched rows and as
+whole tables (zeros elsewhere, and against the dense torch twin), then take one float32 plain-SGD step
+through both trainers: the parameters must agree and every row the batch did not touch must be bitwise
+unchanged in both frameworks.
 
 Importing this module imports no framework; the checks import them when run.
 """
@@ -15,7 +16,15 @@ import dataclasses
 
 import numpy as np
 
-from shared.crosscheck import GRAD_RTOL, STEP_RTOL, Check, compare_dicts, no_dropout
+from shared.crosscheck import (
+    GRAD_RTOL,
+    STEP_RTOL,
+    Check,
+    build_float64,
+    compare_dicts,
+    float64_batch,
+    no_dropout,
+)
 
 
 def sparse_config(spec, config):
@@ -103,7 +112,7 @@ def keras_gradients(spec, model, batch, config) -> tuple[dict, dict]:
 def to_dense(sparse: dict, shapes: dict) -> dict:
     out = {}
     for name, (rows, values) in sparse.items():
-        table = np.zeros(shapes[name], np.float32)
+        table = np.zeros(shapes[name], values.dtype)
         table[rows] = values
         out[name] = table
     return out
@@ -138,6 +147,7 @@ def check_sparse_gradients(spec, config, torch_model, keras_model, batch) -> lis
     dense_model = spec.build(
         "torch", spec.config(**{**dataclasses.asdict(config), "sparse_embeddings": False})
     )
+    dense_model.to(next(torch_model.parameters()).dtype)
     spec.set_weights(dense_model, spec.get_weights(torch_model))
     reference, _ = torch_gradients(spec, dense_model, batch, config)
     versus_dense = compare_dicts(
@@ -215,14 +225,10 @@ def check_sparse_sgd_step(spec, config, torch_model, keras_model, batch) -> list
 
 def extra_checks(spec, config) -> list[Check]:
     """Sparse-embedding checks on a copy of `config` with sparse tables and plain SGD."""
-    import keras
-    import torch
-
     sparse = sparse_config(spec, config)
     batch = sparse_batch(spec, sparse)
-    torch.manual_seed(config.seed)
-    keras.utils.set_random_seed(config.seed)
-    torch_model, keras_model = spec.build("torch", sparse), spec.build("keras", sparse)
+    torch_model, keras_model = build_float64(spec, sparse)
     spec.set_weights(keras_model, spec.get_weights(torch_model))
-    checks = check_sparse_gradients(spec, sparse, torch_model, keras_model, batch)
+    checks = check_sparse_gradients(spec, sparse, torch_model, keras_model, float64_batch(batch))
+    torch_model, keras_model = spec.build("torch", sparse), spec.build("keras", sparse)
     return checks + check_sparse_sgd_step(spec, sparse, torch_model, keras_model, batch)
