@@ -310,7 +310,7 @@ def call(model: Seq2Seq, batch: dict, training: bool = False) -> dict:
 def compute_loss(outputs: dict, batch: dict, config: Config):
     """Cross-entropy per target token, averaged over the real (unpadded) tokens of the batch."""
     logits = outputs["logits"]  # (B, T, V)
-    labels = ops.one_hot(batch["tgt_out"], config.tgt_vocab_size)  # (B, T, V)
+    labels = ops.one_hot(batch["tgt_out"], config.tgt_vocab_size, dtype=logits.dtype)  # (B, T, V)
     losses = keras.losses.categorical_crossentropy(
         labels, logits, from_logits=True, label_smoothing=config.label_smoothing
     )  # (B, T)
