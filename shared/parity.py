@@ -10,10 +10,12 @@ metrics. K seeds give a mean and a standard deviation per framework.
     update_card(report)                                     # "## Parity" in zoo/<model>/README.md
     update_summary()                                        # every model's row in the top README.md
 
-Finding the first divergence: once the two trajectories part beyond tolerance, each step is probed: the
-Keras twin's loss and gradients are recomputed at the torch twin's weights on that step's batch. At
-identical weights float32 drift drops out, so the first probe that still differs names the step and the
-tensor where a bug enters; if none differs, the update (optimizer, decay, clipping) or drift parted them.
+Finding the first divergence: once the two float32 trajectories part beyond tolerance, each step is
+probed: both twins' loss and gradients are recomputed in float64 at the torch twin's weights on that step's
+batch (tier 1's gradient check, on real weights and data). At identical weights the trajectories' drift
+drops out, and in float64 no ReLU input sits within rounding of its kink, so the first probe that differs
+names the step and the tensor where a bug enters; if none differs, the update (optimizer, weight decay,
+clipping) or float32 drift parted the runs.
 
 Framework-free: the frameworks are reached through the spec and the trainers' loss_and_grads /
 make_optimizer, as in shared/crosscheck.py, and imported only when a run starts.
@@ -34,12 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.crosscheck import GRAD_RTOL, Check, compare_dicts, no_dropout
+from shared.crosscheck import GRAD_RTOL as PROBE_RTOL  # float64 gradients at identical weights, as tier 1
+from shared.crosscheck import Check, compare_dicts, no_dropout
 from shared.errors import UserError
 
 # Tolerances: set here only, and stated in every report.
 EARLY_STEPS = 20  # the first steps, compared with dropout off:
 EARLY_LOSS_RTOL = 1e-4  # loss per step, |torch - keras| / |torch|: float32 rounding, nothing more
+STEP_GRAD_RTOL = 1e-4  # float32 gradients per tensor (tier-1 scaling): beyond it, or the loss, runs "part"
 # Gradient global norm per step, relative. Looser than the loss: where an input lies within float32
 # rounding of a ReLU kink, the twins take opposite sides and one element of one example's gradient drops
 # out (measured on vision/cnn's smoke recipe, 1x1 feature maps: 6.8e-4 at the step it happens).
@@ -49,7 +53,7 @@ CURVE_WINDOW = 0.05  # whole run: each loss curve is a trailing mean over 5% of 
 CURVE_BAND = 0.05  # and the two stay within 5% of max(smoothed loss, 5% of the starting loss)
 METRIC_SPREAD = 2.0  # final primary metric: |mean_torch - mean_keras| <= 2 pooled seed std devs,
 METRIC_FLOOR = 0.01  # or 1% of the metric's size, whichever is larger (one seed has no spread)
-PROBE_LIMIT = 32  # steps probed at identical weights per run before the search stops
+PROBE_LIMIT = 32  # steps probed (float64, identical weights) per run before the search stops
 
 CARD_HEADING = "## Parity"
 TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"
@@ -93,10 +97,10 @@ class Twins:
     """Both twins of one seed, stepped in lockstep on the same batches with the same learning rates."""
 
     def __init__(self, spec, config, total_steps: int, probes: int = 0, inject: Injection | None = None):
-        import keras
-        import torch
-
+        from shared.frameworks import load_both
         from shared.train import keras_trainer, torch_trainer
+
+        torch, keras = load_both()
 
         self.spec, self.config, self.total_steps, self.inject = spec, config, total_steps, inject
         self.t_impl, self.k_impl = spec.impl("torch"), spec.impl("keras")
@@ -107,8 +111,8 @@ class Twins:
         self.rows = self.k_impl.weight_map(config)
         self.t_opt = torch_trainer.make_optimizer(self.torch_model, config)
         self.k_opt = keras_trainer.make_optimizer(config)
-        self.probes_left, self.scratch = probes, None  # scratch: the Keras model probes load, built on demand
-        self.differed_at, self.confirmed = None, False  # last probe that differed; two in a row: stop
+        self.probes_left, self.found = probes, False  # found: a probe differed, the search is over
+        self.float64 = None  # both twins in float64 for the probes, built when first needed
         self.seconds = {"torch": 0.0, "keras": 0.0}
 
     def keras_loss_and_grads(self, model, batch: dict, step: int) -> tuple[float, dict]:
@@ -125,7 +129,7 @@ class Twins:
 
     def step(self, step: int, batch: dict) -> dict:
         """One optimizer step of each twin; returns what both recorded (and a probe if they parted)."""
-        import keras
+        import keras  # both frameworks are loaded already, in load_both's order (__init__)
         import torch
 
         from shared.keras_weights import grads_to_canonical
@@ -144,20 +148,16 @@ class Twins:
         keras_seconds = time.perf_counter() - start
 
         k_grads = grads_to_canonical(self.keras_model, self.rows, k_by_path)
-        grads = compare_dicts("gradients", t_grads, k_grads, GRAD_RTOL, relative_floor=gradient_floor(t_grads))
+        grads = compare_dicts("gradients", t_grads, k_grads, STEP_GRAD_RTOL, gradient_floor(t_grads))
         record = {"step": step, "lr_torch": self.t_opt.param_groups[0]["lr"],
                   "lr_keras": float(keras.ops.convert_to_numpy(self.k_opt.learning_rate)),
                   "loss_torch": t_loss, "loss_keras": k_loss,
                   "grad_norm_torch": global_norm(t_grads), "grad_norm_keras": global_norm(k_grads),
                   "grad_error": grads.max_error, "grad_error_at": grads.detail.removeprefix("worst: ")}
-        parted = rel(t_loss, k_loss) > EARLY_LOSS_RTOL or grads.max_error > GRAD_RTOL
-        if parted and self.probes_left > 0 and not self.confirmed:
-            record["probe"] = self.probe(step, batch, t_loss, t_grads)
+        if parted(record) and self.probes_left > 0 and not self.found:
+            record["probe"] = self.probe(step, batch)
             self.probes_left -= 1
-            differs = record["probe"]["forward_differs"] or bool(record["probe"]["beyond"])
-            # A difference at two steps in a row is a bug; a one-off is float32 meeting a kink (see below).
-            self.confirmed = differs and self.differed_at == step - 1
-            self.differed_at = step if differs else self.differed_at
+            self.found = record["probe"]["forward_differs"] or bool(record["probe"]["beyond"])
 
         start = time.perf_counter()
         if self.config.grad_clip_norm > 0:
@@ -170,23 +170,29 @@ class Twins:
         self.seconds["keras"] += keras_seconds + time.perf_counter() - start
         return record
 
-    def probe(self, step: int, batch: dict, t_loss: float, t_grads: dict) -> dict:
-        """The Keras twin's loss and gradients at the torch twin's weights (before this step's update)."""
+    def probe(self, step: int, batch: dict) -> dict:
+        """Both twins' loss and gradients in float64 at the torch twin's weights (before this step's update)."""
+        from shared.crosscheck import build_float64, float64_batch
         from shared.keras_weights import grads_to_canonical
+        from shared.train import torch_trainer
 
-        if self.scratch is None:
-            self.scratch = self.spec.build("keras", self.config)
+        if self.float64 is None:
+            self.float64 = build_float64(self.spec, self.config)
+        torch64, keras64 = self.float64
         torch_weights, keras_weights = self.spec.get_weights(self.torch_model), self.spec.get_weights(self.keras_model)
-        self.spec.set_weights(self.scratch, torch_weights)
-        k_loss, k_by_path = self.keras_loss_and_grads(self.scratch, batch, step)
-        k_grads = grads_to_canonical(self.scratch, self.rows, k_by_path)
+        self.spec.set_weights(torch64, torch_weights)
+        self.spec.set_weights(keras64, torch_weights)
+        batch = float64_batch(batch)
+        t_loss, t_grads = torch_trainer.loss_and_grads(self.t_impl, torch64, batch, self.config)
+        k_loss, k_by_path = self.keras_loss_and_grads(keras64, batch, step)
+        k_grads = grads_to_canonical(keras64, self.rows, k_by_path)
         floor = gradient_floor(t_grads)
-        errors = {n: compare_dicts(n, {n: g}, {n: k_grads[n]} if n in k_grads else {}, GRAD_RTOL, floor).max_error
+        errors = {n: compare_dicts(n, {n: g}, {n: k_grads[n]} if n in k_grads else {}, PROBE_RTOL, floor).max_error
                   for n, g in t_grads.items()}  # canonical order, which follows the forward pass
-        beyond = [[n, e] for n, e in errors.items() if e > GRAD_RTOL]
+        beyond = [[n, e] for n, e in errors.items() if e > PROBE_RTOL]
         params = compare_dicts("parameters", {n: torch_weights[n] for n in t_grads},
-                               {n: keras_weights[n] for n in t_grads}, GRAD_RTOL)
-        return {"step": step, "loss_error": rel(t_loss, k_loss), "forward_differs": rel(t_loss, k_loss) > EARLY_LOSS_RTOL,
+                               {n: keras_weights[n] for n in t_grads}, STEP_GRAD_RTOL)
+        return {"step": step, "loss_error": rel(t_loss, k_loss), "forward_differs": rel(t_loss, k_loss) > PROBE_RTOL,
                 "gradient_error": max(errors.values(), default=0.0), "beyond": beyond,
                 # A gradient error enters at one layer and flows toward the input: the tensor beyond
                 # tolerance nearest the output (last in definition order) is where to look first.
@@ -194,42 +200,38 @@ class Twins:
                 "parameter_error": params.max_error, "parameter_error_at": params.detail.removeprefix("worst: ")}
 
 
-def first_divergence(records: list[dict]) -> dict | None:
-    """Where the twins part, and the first step (and tensor) whose probes differ at identical weights.
+def parted(record: dict) -> bool:
+    """The float32 trajectories differ beyond rounding at this step (loss or some tensor's gradient)."""
+    return rel(record["loss_torch"], record["loss_keras"]) > EARLY_LOSS_RTOL or record["grad_error"] > STEP_GRAD_RTOL
 
-    A difference at identical weights that the next step does not repeat is reported as a one-off: an
-    input within float32 rounding of a ReLU or max kink lands on opposite sides in the two twins and drops
-    one element of one example's gradient. A bug repeats, so `step` and `layer` need two steps in a row.
-    """
-    parted = next((r for r in records if rel(r["loss_torch"], r["loss_keras"]) > EARLY_LOSS_RTOL
-                   or r["grad_error"] > GRAD_RTOL), None)
-    if parted is None:
+
+def first_divergence(records: list[dict]) -> dict | None:
+    """Where the twins part, and the first step (and tensor) whose float64 probe differs at identical weights."""
+    part = next((r for r in records if parted(r)), None)
+    if part is None:
         return None
     probes = [r["probe"] for r in records if "probe" in r]
-    differs = [p for p in probes if p["forward_differs"] or p["beyond"]]
-    steps = {p["step"] for p in differs}
-    found = next((p for p in differs if p["step"] + 1 in steps), None)
-    out = {"parted_at": parted["step"], "loss_error": rel(parted["loss_torch"], parted["loss_keras"]),
-           "grad_error": parted["grad_error"], "grad_error_at": parted["grad_error_at"],
+    found = next((p for p in probes if p["forward_differs"] or p["beyond"]), None)
+    out = {"parted_at": part["step"], "loss_error": rel(part["loss_torch"], part["loss_keras"]),
+           "grad_error": part["grad_error"], "grad_error_at": part["grad_error_at"],
            "probed_steps": [p["step"] for p in probes], "step": None, "layer": None, "beyond": [],
-           "one_off": [{"step": p["step"], "layer": p["layer"], "gradient_error": p["gradient_error"]}
-                       for p in differs if p is not found and p["step"] - 1 not in steps]}
+           "probe_error": max((p["gradient_error"] for p in probes), default=0.0)}
     if found:
         what = (f"the losses differ (relative {found['loss_error']:.1e}): the forward pass differs"
                 if found["forward_differs"] else
-                f"the gradients differ: {len(found['beyond'])} tensor(s) beyond {GRAD_RTOL:.0e}")
+                f"the gradients differ: {len(found['beyond'])} tensor(s) beyond {PROBE_RTOL:.0e}")
         out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
-                "cause": f"from step {found['step']} on, at identical weights {what}; nearest the output: "
+                "probe_error": found["loss_error"] if found["forward_differs"] else found["gradient_error"],
+                "cause": f"at step {found['step']}, in float64 at identical weights, {what}; nearest the output: "
                          f"{found['layer']}"}
     elif not probes:
         out["cause"] = "not probed (dropout on): set every *dropout field to 0 to search"
     else:
         first = probes[0]
-        out["cause"] = (f"{len(probes)} probed step(s) from step {first['step']}: losses and gradients agree at "
-                        "identical weights" + (" apart from one-off float32 kink flips" if out["one_off"] else "")
-                        + "; so the update (optimizer, decay, clipping) differs or float32 drift grew; before "
-                        f"step {first['step']} the parameters differ by {first['parameter_error']:.1e} "
-                        f"(worst {first['parameter_error_at']})")
+        out["cause"] = (f"{len(probes)} probed step(s) from step {first['step']}: in float64 at identical weights "
+                        "losses and gradients agree, so the update (optimizer, weight decay, clipping) differs or "
+                        f"float32 drift grew; before step {first['step']} the parameters differ by "
+                        f"{first['parameter_error']:.1e} (worst {first['parameter_error_at']})")
     return out
 
 
@@ -323,7 +325,20 @@ def compare(runs: list[dict], task) -> tuple[list[Check], dict]:
               f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras {m['keras']['mean']:.4f} ± "
               f"{m['keras']['std']:.4f} over {len(runs)} seed(s)"),
     ]
+    checks.append(probe_check([r["first_divergence"] for r in runs]))
     return checks, metrics
+
+
+def probe_check(divergences: list[dict | None]) -> Check:
+    """FAIL when some probed step's float64 loss or gradients differ at identical weights."""
+    parted_runs = [d for d in divergences if d]
+    found = next((d for d in parted_runs if d["step"] is not None), None)
+    if found:
+        return Check("float64_gradients_where_runs_part", found["probe_error"], PROBE_RTOL, False, found["cause"])
+    probed = sum(len(d["probed_steps"]) for d in parted_runs)
+    worst = max((d["probe_error"] for d in parted_runs), default=0.0)
+    return Check("float64_gradients_where_runs_part", worst, PROBE_RTOL, True,
+                 f"{probed} step(s) probed after the float32 runs part" if probed else "the runs never part")
 
 
 def tier1_summary(checks: list[Check]) -> dict:
@@ -353,7 +368,10 @@ def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, s
     from shared.checkpoint import git_commit, versions
     from shared.data import load as load_data
     from shared.data.iterator import BatchIterator
+    from shared.frameworks import load_both
     from shared.recipe import config_to_dict
+
+    load_both()  # torch first, then TensorFlow: the order that does not crash
     from shared.train import keras_trainer, torch_trainer
 
     config = spec.config() if config is None else config
@@ -393,7 +411,8 @@ def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, s
         "passed": all(c.passed for c in checks), "checks": [c.as_dict() for c in checks], "metrics": metrics,
         "first_divergence": divergence, "tier1": tier1_summary(tier1) if tier1 is not None else None,
         "tolerances": {"early_steps": EARLY_STEPS, "early_loss_rtol": EARLY_LOSS_RTOL,
-                       "early_grad_norm_rtol": EARLY_GRAD_NORM_RTOL, "gradient_rtol": GRAD_RTOL, "lr_rtol": LR_RTOL,
+                       "early_grad_norm_rtol": EARLY_GRAD_NORM_RTOL, "step_grad_rtol": STEP_GRAD_RTOL,
+                       "probe_rtol": PROBE_RTOL, "lr_rtol": LR_RTOL,
                        "curve_window": CURVE_WINDOW, "curve_band": CURVE_BAND, "metric_spread": METRIC_SPREAD,
                        "metric_floor": METRIC_FLOOR, "probe_limit": PROBE_LIMIT},
         "runs": runs, "command": command, "threads": threads,
@@ -418,13 +437,9 @@ def summary(report: dict) -> dict:
 def _divergence_text(d: dict | None) -> str:
     if d is None:
         return (f"No step parts the twins beyond the per-step tolerances (loss {EARLY_LOSS_RTOL:.0e}, gradients "
-                f"{GRAD_RTOL:.0e} per tensor) in the dropout-off steps.")
-    text = (f"The dropout-off trajectories part at step {d['parted_at']} (loss {d['loss_error']:.1e}, gradient "
+                f"{STEP_GRAD_RTOL:.0e} per tensor) in the dropout-off steps.")
+    return (f"The dropout-off trajectories part at step {d['parted_at']} (loss {d['loss_error']:.1e}, gradient "
             f"{d['grad_error']:.1e} at `{d['grad_error_at']}`). {d['cause']}.")
-    if d["one_off"]:
-        text += " One-off differences at identical weights (float32 at a kink, not repeated the next step): " + \
-            ", ".join(f"step {o['step']} near `{o['layer']}`" for o in d["one_off"]) + "."
-    return text
 
 
 def markdown(report: dict) -> str:

@@ -30,13 +30,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", default="1,2,5", help="forward-check batch sizes (default 1,2,5)")
     parser.add_argument("--train", action="store_true", help="also train both twins in lockstep and compare (tier 2)")
     parser.add_argument("--steps", type=int, help="--train: optimizer steps (default: the recipe's epochs)")
-    parser.add_argument("--seeds", type=int, default=1, help="--train: seeds, for mean and std (default 1)")
+    parser.add_argument("--seeds", type=int, default=3, help="--train: seeds, for mean and std (default 3)")
     parser.add_argument("--smoke", action="store_true", help="--train: the model's small smoke recipe and data")
     parser.add_argument("--update-card", action="store_true", help="--train: write the result into the model card")
     parser.add_argument("--out", help="--train: run folder (default runs/parity/<model>)")
     parser.add_argument("--threads", type=int, help="CPU threads per framework (default: all cores)")
     args = parser.parse_args(argv)
-    if not args.train and (args.steps or args.smoke or args.update_card or args.out or args.seeds != 1):
+    if not args.train and (args.steps or args.smoke or args.update_card or args.out or args.seeds != 3):
         raise UserError("--steps, --seeds, --smoke, --update-card and --out go with --train")
 
     spec = get_spec(args.model)
@@ -45,9 +45,12 @@ def main(argv=None) -> int:
     from shared.crosscheck import run_tier1
 
     if args.threads:
-        from shared.train import keras_trainer, torch_trainer  # TensorFlow takes its thread count once
+        from shared.frameworks import load_both
 
-        keras_trainer.setup(0, args.threads, config.seed)
+        load_both()  # torch first, then TensorFlow (shared/frameworks.py)
+        from shared.train import keras_trainer, torch_trainer
+
+        keras_trainer.setup(0, args.threads, config.seed)  # before tier 1: TensorFlow takes it only once
         torch_trainer.setup(0, args.threads, config.seed)
     checks = run_tier1(spec, config, tuple(int(b) for b in args.batch_sizes.split(",")))
     show(spec, checks, args.json)

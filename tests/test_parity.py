@@ -1,0 +1,151 @@
+"""Trained parity (shared/parity.py, tools/crosscheck.py --train): a short lockstep run of every model,
+the search for the first divergence, and the reports written into the cards and the top README."""
+
+import json
+
+import pytest
+
+from shared import parity
+from shared.crosscheck import no_dropout
+from shared.train.schedule import lr_at
+from tests.conftest import assert_one_line_error, run_tool
+from zoo import registry
+
+SHORT_STEPS = 24  # covers the 20-step early window
+
+
+def failures(report: dict) -> str:
+    failed = [f"{c['name']}: {c['max_error']:.3e} > {c['tolerance']:.2g} ({c['detail']})"
+              for c in report["checks"] if not c["passed"]]
+    return "\n".join(failed + [json.dumps(report["first_divergence"], default=str)[:2000]])
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_short_parity(name, frameworks):
+    """A few dozen steps of the smoke recipe, dropout off: the twins stay in lockstep, so one seed's final
+    metrics are comparable (with dropout, one seed's metrics differ by the dropout masks' luck)."""
+    spec = registry.get(name)
+    config = no_dropout(spec, spec.config(**spec.smoke_config))
+    report = parity.run_parity(spec, config, steps=SHORT_STEPS, seeds=1, smoke=True)
+    assert report["passed"], failures(report)
+    records = report["runs"][0]["records"]
+    assert [r["step"] for r in records] == list(range(SHORT_STEPS))
+    assert records[3]["lr_torch"] == pytest.approx(lr_at(config, 3, SHORT_STEPS), rel=1e-12)
+    assert all(r["grad_norm_torch"] > 0 and r["grad_norm_keras"] > 0 for r in records)
+    assert set(report["metrics"]) >= {spec.task_module.PRIMARY_METRIC}
+
+
+@pytest.mark.parametrize("tensor", ["layer2.0.conv1.weight", "fc.weight"])
+def test_an_injected_gradient_bug_is_found_at_its_step_and_layer(tensor, frameworks):
+    """A Keras gradient scaled from step 5 on: the runs part at step 5, and the float64 probe at identical
+    weights names that tensor alone."""
+    spec = registry.get("vision/cnn")
+    bug = parity.Injection(step=5, tensor=tensor, scale=1.5)
+    report = parity.run_parity(spec, spec.config(**spec.smoke_config), steps=9, seeds=1, smoke=True, inject=bug)
+    found = report["first_divergence"]
+    assert (found["parted_at"], found["step"], found["layer"]) == (5, 5, tensor), found
+    assert [name for name, _ in found["beyond"]] == [tensor]  # at identical weights only that tensor differs
+    assert not report["passed"]
+    assert not next(c for c in report["checks"] if c["name"] == "float64_gradients_where_runs_part")["passed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", registry.list_models())
+def test_full_parity(name, frameworks):
+    """The recipe's whole run on the model's own data, 3 seeds (what tools/parity_all.py puts in the cards)."""
+    spec = registry.get(name)
+    report = parity.run_parity(spec, spec.config(), seeds=3)
+    assert report["passed"], failures(report)
+
+
+def record(step, parted=False, probe=None):
+    out = {"step": step, "loss_torch": 1.0, "loss_keras": 1.0 + (1e-3 if parted else 1e-7),
+           "grad_error": 1e-6, "grad_error_at": "w"}
+    return out | ({"probe": probe} if probe else {})
+
+
+def probe(step, layer=None):
+    return {"step": step, "forward_differs": False, "loss_error": 1e-7, "gradient_error": 0.1 if layer else 1e-6,
+            "beyond": [[layer, 0.1]] if layer else [], "layer": layer, "parameter_error": 2e-6,
+            "parameter_error_at": "w"}
+
+
+def test_first_divergence_is_the_first_probe_that_differs():
+    assert parity.first_divergence([record(0), record(1)]) is None
+    records = [record(0), record(1), record(2, True, probe(2)), record(3, True, probe(3, "b")),
+               record(4, True, probe(4, "b"))]
+    found = parity.first_divergence(records)
+    assert (found["parted_at"], found["step"], found["layer"]) == (2, 3, "b")
+    assert not parity.probe_check([None, found]).passed
+    quiet = parity.first_divergence([record(0, True, probe(0)), record(1, True, probe(1))])
+    assert quiet["step"] is None and "update" in quiet["cause"]
+    assert parity.probe_check([quiet]).passed
+
+
+def test_curve_band_and_metric_tolerance():
+    losses = [2.0 - 0.01 * i for i in range(100)]
+    same = [{"loss_torch": v, "loss_keras": v} for v in losses]
+    assert parity.curve_band(same)[0] == 0.0
+    higher = [{"loss_torch": v, "loss_keras": 1.1 * v} for v in losses]
+    assert parity.curve_band(higher)[0] == pytest.approx(0.1 / 1.1)
+    runs = [{"test": {"torch": {"accuracy": t}, "keras": {"accuracy": k}}}
+            for t, k in ((0.90, 0.91), (0.94, 0.93), (0.92, 0.92))]
+    m = parity.metric_summary(runs)["accuracy"]
+    assert m["torch"]["mean"] == pytest.approx(0.92) and m["torch"]["std"] == pytest.approx(0.02)
+    pooled = ((0.02**2 + 0.01**2) / 2) ** 0.5  # keras values have std 0.01
+    assert m["tolerance"] == pytest.approx(parity.METRIC_SPREAD * pooled)  # larger than 1% of 0.92
+    one = parity.metric_summary(runs[:1])["accuracy"]
+    assert one["tolerance"] == pytest.approx(parity.METRIC_FLOOR * 0.91)
+
+
+def fake_report(model: str, accuracy: float = 0.9) -> dict:
+    checks = [{"name": "early_loss_first_20_steps", "max_error": 3e-6, "tolerance": 1e-4, "passed": True,
+               "detail": "dropout off"}]
+    metrics = {"accuracy": {"torch": {"mean": accuracy, "std": 0.0, "values": [accuracy]},
+                            "keras": {"mean": accuracy + 0.002, "std": 0.0, "values": [accuracy + 0.002]},
+                            "difference": 0.002, "tolerance": 0.009}}
+    return {"model": model, "data": "digits", "smoke": True, "steps": 24, "steps_per_epoch": 44, "seeds": [0],
+            "config": {"batch_size": 32, "optimizer": "adamw", "lr": 0.002, "schedule": "cosine"},
+            "primary_metric": "accuracy", "passed": True, "checks": checks, "metrics": metrics,
+            "first_divergence": None, "tier1": {"passed": True, "count": 15, "failed": [], "max_error": 8e-5,
+                                                 "max_error_check": "gradients"},
+            "runs": [{"train_seconds": {"torch": 1.0, "keras": 9.0}}], "threads": 1,
+            "versions": {"torch": "2", "keras": "3"}, "command": "python tools/crosscheck.py zoo/vision/cnn --train",
+            "created": "2026-01-02T03:04:05+00:00", "machine": "cpu", "git_commit": "abc"}
+
+
+def test_card_section_is_replaced_in_place(tmp_path):
+    card = parity.card_path("vision/cnn", tmp_path)
+    card.parent.mkdir(parents=True)
+    card.write_text("# ResNet\n\n## Results\nkept\n\n## Parity\nstale figures\n\n## License\nApache-2.0\n")
+    parity.update_card(fake_report("vision/cnn", 0.8), tmp_path)
+    parity.update_card(fake_report("vision/cnn", 0.9), tmp_path)
+    text = card.read_text()
+    assert text.count("## Parity") == 1 and "stale figures" not in text
+    assert "## Results\nkept" in text and text.rstrip().endswith("## License\nApache-2.0")
+    assert "| early_loss_first_20_steps | 3.00e-06 | 0.0001 | PASS |" in text
+    assert parity.read_summary(card)["torch_mean"] == 0.9
+
+
+def test_summary_table_between_markers(tmp_path):
+    for model in ("nlp/seq2seq", "vision/cnn"):
+        parity.card_path(model, tmp_path).parent.mkdir(parents=True)
+    parity.update_card(fake_report("vision/cnn"), tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Zoo\n\nintro\n")
+    parity.update_summary(readme, tmp_path, models=["nlp/seq2seq", "vision/cnn"])
+    text = readme.read_text()
+    assert text.startswith("# Zoo\n\nintro\n\n## Parity\n\n" + parity.TABLE_START)
+    assert "| vision/cnn | digits (smoke) | 24 × 1 | accuracy | 0.9000 ± 0.0000 | 0.9020 ± 0.0000 | +0.0020 " \
+           "| 8.0e-05 | PASS | 2026-01-02 |" in text
+    assert "| nlp/seq2seq |" in text and "not run" in text
+    readme.write_text(text + "\n## After\nkept\n")
+    parity.update_card(fake_report("nlp/seq2seq", 0.5), tmp_path)
+    parity.update_summary(readme, tmp_path, models=["nlp/seq2seq", "vision/cnn"])
+    again = readme.read_text()
+    assert again.count(parity.TABLE_START) == 1 and "not run" not in again and again.endswith("## After\nkept\n")
+
+
+def test_train_options_without_train_are_a_usage_error():
+    proc = run_tool("tools/crosscheck.py", "zoo/vision/cnn", "--steps", "5")
+    assert_one_line_error(proc, "--train")
