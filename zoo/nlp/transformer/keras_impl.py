@@ -141,12 +141,10 @@ class Transformer(keras.Model):
         return self.embed_dropout(x + table(x), training=training)
 
     def encode(self, src, src_mask, need_weights: bool = False, training=None):
-        self.config.check_length("source", src.shape[1])
         return self.encoder(self.embed(src, self.src_embed, self.src_positions, training), ops.cast(src_mask, "bool"),
                             need_weights=need_weights, training=training)  # (B, S, E), maps
 
     def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False, training=None):
-        self.config.check_length("target", tgt_in.shape[1])
         x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions, training), memory,
                                ops.cast(tgt_mask, "bool"), ops.cast(src_mask, "bool"), need_weights=need_weights,
                                training=training)  # (B, T, E)
@@ -160,7 +158,7 @@ class Transformer(keras.Model):
 
 def build_model(config: Config) -> Transformer:
     model = Transformer(config)
-    tokens, mask = np.full((1, 1), 2, np.int64), np.ones((1, 1), bool)
+    tokens, mask = np.full((1, 2), 2, np.int64), np.ones((1, 2), bool)
     model(tokens, mask, tokens, mask)  # creates every variable
     for path, dropout in dropout_layers(model).items():
         if getattr(dropout, "seed_generator", None) is not None:  # only when dropout > 0
@@ -266,6 +264,7 @@ def weight_map(config: Config) -> list[Row]:
 
 
 def call(model: Transformer, batch: dict, training: bool = False) -> dict:
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])  # before Keras wraps the error
     return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"], training=training)}
 
 
@@ -286,6 +285,7 @@ def tensor(model: Transformer, array: np.ndarray):
 
 
 def encode(model: Transformer, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict, dict]:
+    model.config.check_lengths(src.shape[1])
     memory, _ = model.encode(tensor(model, src), tensor(model, src_mask), training=False)  # (N, S, E)
     state = {"prefix": np.zeros((len(src), 0), np.int64)}  # the decoder's input so far: BOS, y1, ..., y_t-1
     return {"memory": ops.convert_to_numpy(memory), "src_mask": np.asarray(src_mask, bool)}, state
@@ -294,6 +294,7 @@ def encode(model: Transformer, src: np.ndarray, src_mask: np.ndarray) -> tuple[d
 def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarray):
     """Re-reads the whole prefix (no key/value cache): causal masking makes position t's output the same."""
     prefix = np.concatenate([state["prefix"], tokens[:, None]], axis=1)  # (N, t)
+    model.config.check_lengths(tgt_length=prefix.shape[1])
     logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
                                 tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
                                 need_weights=True, training=False)  # (N, t, V)
@@ -303,6 +304,7 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
 
 def attention_maps(model: Transformer, batch: dict) -> dict[str, np.ndarray]:
     """Eval-mode attention probabilities of every layer and head: {name: (L, B, H, T_query, T_key)}."""
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])
     memory, encoder_maps = model.encode(tensor(model, batch["src"]), tensor(model, batch["src_mask"]),
                                         need_weights=True, training=False)
     _, decoder_maps = model.decode(tensor(model, batch["tgt_in"]), memory, tensor(model, batch["tgt_mask"]),

@@ -215,12 +215,10 @@ class Transformer(nn.Module):
         return self.embed_dropout(x + table(x))
 
     def encode(self, src, src_mask, need_weights: bool = False):
-        self.config.check_length("source", src.shape[1])
         return self.encoder(self.embed(src, self.src_embed, self.src_positions), src_mask.bool(),
                             need_weights=need_weights)  # (B, S, E), maps
 
     def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False):
-        self.config.check_length("target", tgt_in.shape[1])
         x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions), memory, tgt_mask.bool(),
                                src_mask.bool(), need_weights=need_weights)  # (B, T, E)
         weight = self.tgt_embed.weight if self.generator is None else self.generator.weight  # (V, E)
@@ -237,6 +235,7 @@ def build_model(config: Config) -> Transformer:
 
 
 def call(model: Transformer, batch: dict, training: bool = False) -> dict:
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])
     return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"])}
 
 
@@ -256,6 +255,7 @@ def tensor(model: Transformer, array: np.ndarray) -> torch.Tensor:
 
 
 def encode(model: Transformer, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict, dict]:
+    model.config.check_lengths(src.shape[1])
     model.eval()
     with torch.no_grad():
         memory, _ = model.encode(tensor(model, src), tensor(model, src_mask))  # (N, S, E)
@@ -266,6 +266,7 @@ def encode(model: Transformer, src: np.ndarray, src_mask: np.ndarray) -> tuple[d
 def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarray):
     """Re-reads the whole prefix (no key/value cache): causal masking makes position t's output the same."""
     prefix = np.concatenate([state["prefix"], tokens[:, None]], axis=1)  # (N, t)
+    model.config.check_lengths(tgt_length=prefix.shape[1])
     model.eval()
     with torch.no_grad():
         logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
@@ -277,6 +278,7 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
 
 def attention_maps(model: Transformer, batch: dict) -> dict[str, np.ndarray]:
     """Eval-mode attention probabilities of every layer and head: {name: (L, B, H, T_query, T_key)}."""
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])
     model.eval()
     with torch.no_grad():
         memory, encoder_maps = model.encode(tensor(model, batch["src"]), tensor(model, batch["src_mask"]),
