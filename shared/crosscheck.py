@@ -110,12 +110,17 @@ def build_float64(spec, config):
     """Both twins in float64: a torch .double() model and a Keras model built under floatx float64."""
     import keras
 
-    previous = keras.config.floatx()
+    previous = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")  # the global policy is cached: floatx alone is not enough
     try:
         keras_model = spec.build("keras", config)
     finally:
-        keras.config.set_floatx(previous)
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
+    float32 = sorted({v.path for v in keras_model.variables if v.dtype != "float64" and "float" in str(v.dtype)})
+    if float32:
+        raise ValueError(f"the Keras twin kept float32 variables under a float64 policy: {float32[:5]}")
     return spec.build("torch", config).double(), keras_model
 
 
@@ -227,9 +232,9 @@ def check_train_step(spec, config, torch_model, keras_model) -> list[Check]:
 
 def run_tier1(spec, config=None, batch_sizes=BATCH_SIZES, seed: int = 0) -> list[Check]:
     """Every tier-1 check for one model and config (default: the model's Config)."""
-    import keras
-    import torch
+    from shared.frameworks import load_both
 
+    torch, keras = load_both()
     config = spec.config() if config is None else config
     torch.manual_seed(seed)
     keras.utils.set_random_seed(seed)

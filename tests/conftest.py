@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.frameworks import load_both
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+load_both()  # torch before TensorFlow, Triton kept out: the order that does not crash (shared/frameworks.py)
 os.environ.setdefault("PYTHONHASHSEED", "0")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,11 +41,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
 
 @pytest.fixture(scope="session")
 def frameworks():
-    """Import TensorFlow/Keras, then torch through the zoo's guard, with fixed thread counts."""
-    import keras
-    import torch
-
-    import shared.data.torch_data  # noqa: F401  (keeps Triton out beside TensorFlow)
-
+    """torch and Keras (loaded in conftest's order), with fixed thread counts."""
+    torch, keras = load_both()
     torch.set_num_threads(2)
     return keras, torch

@@ -62,7 +62,7 @@ def test_train_in_keras_evaluate_in_torch_and_predict(keras_run, tmp_path):
     from shared import data
 
     digit = data.load("digits")["test"].with_format("numpy")[:1]
-    Image.fromarray(digit["image"][0, :, :, 0]).resize((40, 40)).convert("RGB").save(tmp_path / "digit.png")
+    Image.fromarray(digit["image"][0, :, :, 0].astype("uint8")).resize((40, 40)).convert("RGB").save(tmp_path / "digit.png")
     proc = run_tool("tools/predict.py", str(out), "--fw", "torch", str(tmp_path / "digit.png"), "--top-k", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
