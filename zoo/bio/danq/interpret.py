@@ -139,7 +139,8 @@ def interpret(path: str, fw: str, out: str | None = None, top: int = 10, thresho
     import importlib
 
     from shared import checkpoint, plots, tasks
-    from shared.data import dna, load as load_data
+    from shared.data import dna
+    from shared.data import load as load_data
 
     ckpt = checkpoint.load(path)
     importlib.import_module(f"shared.train.{fw}_trainer").setup(0, threads, 0)
