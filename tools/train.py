@@ -1,12 +1,20 @@
-"""Train a model of the zoo in Keras or PyTorch on embedded or hub data.
+"""Train a model of the zoo in Keras or PyTorch on embedded or hub data, on one device or data parallel.
 
     python tools/train.py zoo/vision/cnn --fw torch --epochs 3 --out runs/cnn-torch
-    python tools/train.py zoo/nlp/seq2seq --fw keras --set hidden_size=128
+    python tools/train.py zoo/nlp/seq2seq --fw keras --gpus 2                 # 2 GPUs, global batch split in 2
+    python tools/train.py zoo/vision/cnn --fw torch --cpu-replicas 2          # data parallel on the CPU
+    python tools/train.py zoo/vision/cnn --fw torch --gpus 8 --nnodes 2 --node-rank 0 --master-addr node0
+    python tools/train.py zoo/vision/cnn --fw torch --resume runs/cnn-torch   # continue from the last snapshot
+
+--batch-size is the global batch in both frameworks (see docs/SCALING.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import _path  # noqa: F401
 
@@ -19,40 +27,150 @@ def build_parser() -> Parser:
     parser = Parser(prog="tools/train.py", description=__doc__)
     parser.add_argument("model", help="model folder or name, e.g. zoo/vision/cnn or vision/cnn")
     parser.add_argument("--fw", required=True, help="keras or torch")
-    parser.add_argument("--gpus", type=int, default=0, help="GPUs on this machine (0 = CPU)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--batch-size", type=int, help="global batch size (split over the replicas)")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--seed", type=int, help="seed for init, data order and dropout")
-    parser.add_argument("--data", help="dataset name (default: the model's embedded dataset), or hub:<repo>[@rev]")
+    parser.add_argument(
+        "--data", help="dataset name (default: the model's embedded dataset), or hub:<repo>[@rev]"
+    )
     parser.add_argument("--out", help="run folder (default runs/<model>-<fw>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any Config field")
-    parser.add_argument("--threads", type=int, help="CPU threads for the framework (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for the framework, per process (default: all cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    scale = parser.add_argument_group("scaling (docs/SCALING.md)")
+    scale.add_argument(
+        "--gpus", type=int, help="GPUs per node (0 = CPU, the default; under torchrun: its GPUs)"
+    )
+    scale.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=1,
+        help="data-parallel replicas on the CPU (torch: processes over gloo; Keras: logical CPUs)",
+    )
+    scale.add_argument("--nnodes", type=int, default=1, help="machines taking part (default 1)")
+    scale.add_argument("--node-rank", type=int, default=0, help="this machine's index among --nnodes")
+    scale.add_argument(
+        "--master-addr", default="127.0.0.1", help="address of node 0, reachable from every node"
+    )
+    scale.add_argument("--master-port", type=int, default=29500, help="a free TCP port on node 0")
+    scale.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="torch: join torchrun's c10d rendezvous (elastic) instead of --node-rank/--master-addr",
+    )
+    scale.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="restart failed workers up to K times; they resume from the last snapshot",
+    )
+    scale.add_argument("--precision", default="fp32", help="fp32 (default), bf16, or fp16 (GPU only)")
+    scale.add_argument("--compile", action="store_true", help="torch.compile / Keras jit_compile (XLA)")
+    scale.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="BatchNorm statistics over the global batch (default: per replica, as DDP/tf.distribute)",
+    )
+    scale.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower on GPUs)")
+    scale.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last snapshot, exactly")
+    scale.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="steps between exact-resume snapshots (default 200; 0 = none; one at every epoch end)",
+    )
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     fw = check_fw(args.fw)
-    if args.gpus < 0:
-        raise UserError(f"--gpus must be 0 (CPU) or a positive number of GPUs; found {args.gpus}")
+    from shared.train import distributed, run
+
+    launch = distributed.Launch(
+        gpus=args.gpus or 0,
+        cpu_replicas=args.cpu_replicas,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        master_addr=args.master_addr,
+        master_port=args.master_port,
+        rdzv_endpoint=args.rdzv_endpoint,
+        max_restarts=args.max_restarts,
+    )
+    launch.validate()
     spec = get_spec(args.model)
     overrides = parse_set_flags(args.set)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed")):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
-    config = spec.config(**overrides)
-    out = args.out or f"runs/{spec.name.replace('/', '-')}-{fw}"
+    if args.resume:
+        config, data, data_kwargs = run.resume_request(spec, fw, args.resume, overrides, args.data, args.out)
+        out = args.resume
+    else:
+        config, data, data_kwargs = spec.config(**overrides), args.data, {}
+        out = args.out or f"runs/{spec.name.replace('/', '-')}-{fw}"
+    options = {"precision": args.precision, "resume": bool(args.resume), "overwrite": args.overwrite}
 
-    from shared.train.run import train
+    if args.snapshot_every is not None and args.snapshot_every < 0:
+        raise UserError(
+            f"--snapshot-every must be >= 0 (0: none but at epoch ends); found {args.snapshot_every}"
+        )
+    if not distributed.launched():
+        # The launching process refuses a bad request before any process starts or any file is written.
+        run.check_request(
+            spec,
+            config,
+            fw,
+            out=out,
+            replicas=launch.world_size,
+            data=data,
+            data_kwargs=data_kwargs,
+            **options,
+        )
+        script = str(Path(__file__).resolve())
+        if fw == "torch" and (launch.world_size > 1 or launch.max_restarts or launch.rdzv_endpoint):
+            run.check_devices(fw, launch.gpus, args.precision)
+            distributed.exec_command(
+                distributed.torchrun_command(launch, script, argv, run_id=Path(out).name)
+            )
+        if fw == "keras" and launch.max_restarts:
+            return distributed.supervise([sys.executable, script, *argv], launch.max_restarts)
+    if fw == "keras" and launch.nnodes > 1 and distributed.tf_config_world() is None:
+        workers = distributed.rendezvous(
+            launch.nnodes, launch.node_rank, launch.master_addr, launch.master_port
+        )
+        os.environ["TF_CONFIG"] = distributed.tf_config(workers, launch.node_rank)
 
-    result = train(spec, config, fw, data=args.data, out=out, gpus=args.gpus, threads=args.threads,
-                   progress=not args.no_progress, overwrite=args.overwrite)
+    result = run.train(
+        spec,
+        config,
+        fw,
+        data=data,
+        data_kwargs=data_kwargs,
+        out=out,
+        gpus=args.gpus,
+        threads=args.threads,
+        progress=not args.no_progress,
+        cpu_replicas=args.cpu_replicas,
+        compile=args.compile,
+        sync_bn=args.sync_bn,
+        deterministic=args.deterministic,
+        snapshot_every=run.SNAPSHOT_EVERY if args.snapshot_every is None else args.snapshot_every,
+        **options,
+    )
+    if result["rank"] != 0:
+        return 0
     test = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
     print(f"[{fw}] {spec.name} on {result['data']}: test {test}")
-    print(f"[{fw}] checkpoint {result['checkpoint']}  curves {result['curves']}  tensorboard {result['tensorboard']}")
+    print(
+        f"[{fw}] checkpoint {result['checkpoint']}  curves {result['curves']}  tensorboard {result['tensorboard']}"
+    )
     print(json.dumps({"result": result["run"] + "/result.json"}))
     return 0
 

@@ -3,19 +3,30 @@
 Two optimizers are written in torch's formulation so that one step is the same step in both twins:
 Adam(W) puts epsilon outside the bias correction of the second moment (Keras puts it inside), and
 SGD with momentum accumulates gradients, not lr-scaled gradients (the two differ once the lr changes).
+
+Data parallel runs on the TensorFlow backend through tf.distribute: MirroredStrategy over N GPUs or N
+logical CPU devices, MultiWorkerMirroredStrategy across nodes (TF_CONFIG). Each replica receives its
+slice of every global batch from the framework-free iterator, the slices torch's ranks receive.
+Mixed precision is a Keras dtype policy (fp16 adds Keras' LossScaleOptimizer); --compile is jit_compile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import ops
 
+from shared.data.iterator import BatchIterator
 from shared.data.keras_data import EpochBatches, to_tensors
 from shared.errors import UserError
+from shared.train.distributed import World, restart_count, tf_config_world
 from shared.train.schedule import lr_at
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 class TorchStyleAdamW(keras.optimizers.AdamW):
@@ -49,55 +60,157 @@ class TorchStyleSGD(keras.optimizers.SGD):
         self.assign_sub(variable, ops.multiply(buf, lr))
 
 
-def setup(gpus: int, threads: int | None, seed: int) -> str:
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+@dataclass
+class Runtime:
+    """What setup() found: the device kind, this process among the workers, and the tf.distribute
+    strategy when there is more than one replica (None otherwise)."""
 
+    device: str  # "cpu" | "gpu"
+    world: World  # processes: one per node
+    strategy: object | None = None
+    replicas: int = 1  # replicas over all nodes
+    shard: tuple[int, int] = (0, 1)  # the run loop's iterator is global: the strategy splits each batch
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def _setup_tensorflow(gpus: int, cpu_replicas: int, threads: int | None, precision: str, deterministic: bool):
+    import tensorflow as tf
+
+    workers = tf_config_world()
+    try:
         if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-            except RuntimeError:  # already initialised in this process: keep what it has
-                pass
-        found = tf.config.list_physical_devices("GPU")
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        if cpu_replicas > 1 and not gpus:  # N logical CPU devices on the one physical CPU
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+            )
+    except RuntimeError:  # TensorFlow already initialised in this process: its devices are fixed
+        if cpu_replicas > 1 and len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
+            raise UserError(
+                f"--cpu-replicas {cpu_replicas}: TensorFlow was initialised in this process before "
+                "the CPU could be split; start a fresh process (tools/train.py)"
+            ) from None
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    found = tf.config.list_physical_devices("GPU")
+    if gpus > len(found):
+        raise UserError(
+            f"--gpus {gpus} asked for {gpus} GPU(s) but TensorFlow finds {len(found)} on this machine; "
+            f"use --gpus {len(found)} or, for data parallel on the CPU, --cpu-replicas N"
+        )
+    try:
         for gpu in found:
             tf.config.experimental.set_memory_growth(gpu, True)  # never grab all GPU memory
-        if gpus == 0 and found:
-            tf.config.set_visible_devices([], "GPU")
-    else:
+        if len(found) > gpus:
+            tf.config.set_visible_devices(found[:gpus], "GPU")
+    except RuntimeError:  # already initialised: memory growth and visibility are fixed
+        pass
+    if precision == "bf16" and gpus:
+        capability = tf.config.experimental.get_device_details(found[0]).get("compute_capability", (0, 0))
+        if tuple(capability) < (8, 0):
+            raise UserError(
+                f"--precision bf16 needs a GPU of compute capability 8.0 or more; found {capability}"
+            )
+    if workers is not None:
+        if cpu_replicas > 1:
+            raise UserError(
+                "--cpu-replicas with several Keras nodes: each node trains one CPU replica; "
+                "pass --cpu-replicas 1 (or GPUs with --gpus N)"
+            )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        world = World(rank=workers[0], world_size=workers[1], node_rank=workers[0], restart=restart_count())
+        return strategy, world
+    devices = [f"/gpu:{i}" for i in range(gpus)] if gpus else [f"/cpu:{i}" for i in range(cpu_replicas)]
+    strategy = tf.distribute.MirroredStrategy(devices=devices) if len(devices) > 1 else None
+    return strategy, World(restart=restart_count())
+
+
+def setup(
+    gpus: int | None,
+    threads: int | None,
+    seed: int,
+    *,
+    cpu_replicas: int = 1,
+    precision: str = "fp32",
+    deterministic: bool = False,
+) -> Runtime:
+    """Threads, devices, memory growth and the distribution strategy; seeds every generator."""
+    gpus = gpus or 0
+    if precision not in POLICIES:
+        raise UserError(f"--precision must be fp32, bf16 or fp16; found {precision!r}")
+    if precision == "fp16" and not gpus:
+        raise UserError(
+            "--precision fp16 needs a GPU (float16 matmuls on the CPU are emulated); "
+            "use --precision bf16 or fp32"
+        )
+    if keras.backend.backend() == "tensorflow":
+        strategy, world = _setup_tensorflow(gpus, cpu_replicas, threads, precision, deterministic)
+    elif keras.backend.backend() == "torch":
         import torch
 
-        found = list(range(torch.cuda.device_count()))
-    if gpus > len(found):
-        raise UserError(f"--gpus {gpus} asked for {gpus} GPU(s) but Keras sees {len(found)}; use --gpus 0 for the CPU")
-    if gpus > 1:
-        raise UserError(f"--gpus {gpus}: multi-GPU data parallel is not available in this trainer yet; use --gpus 1")
+        found = torch.cuda.device_count()
+        if gpus > found:
+            raise UserError(
+                f"--gpus {gpus} asked for {gpus} GPU(s) but torch finds {found} on this machine; "
+                f"use --gpus {found} or, for data parallel on the CPU, --cpu-replicas N"
+            )
+        if gpus > 1 or cpu_replicas > 1:
+            raise UserError(
+                "Keras on the PyTorch backend trains one replica; for data parallel use the TensorFlow "
+                "backend (KERAS_BACKEND=tensorflow) or --fw torch"
+            )
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        strategy, world = None, World(restart=restart_count())
+    else:
+        raise UserError(
+            f"the Keras backend {keras.backend.backend()!r} is not supported; use tensorflow or torch"
+        )
     keras.utils.set_random_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    return "gpu" if gpus else "cpu"
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    return Runtime("gpu" if gpus else "cpu", world, strategy, replicas)
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
     clip = {"global_clipnorm": config.grad_clip_norm} if config.grad_clip_norm > 0 else {}
     if config.optimizer == "sgd":
         return TorchStyleSGD(learning_rate=config.lr, momentum=config.sgd_momentum, **clip)
-    return TorchStyleAdamW(learning_rate=config.lr, beta_1=config.adam_beta1, beta_2=config.adam_beta2,
-                           epsilon=config.adam_epsilon, weight_decay=config.weight_decay, **clip)
+    return TorchStyleAdamW(
+        learning_rate=config.lr,
+        beta_1=config.adam_beta1,
+        beta_2=config.adam_beta2,
+        epsilon=config.adam_epsilon,
+        weight_decay=config.weight_decay,
+        **clip,
+    )
 
 
 class TrainModule(keras.Model):
-    """Wraps a twin so that fit() feeds it whole batch dicts and scores it with the twin's compute_loss."""
+    """Wraps a twin so that fit() feeds it whole batch dicts and scores it with the twin's compute_loss.
 
-    def __init__(self, net: keras.Model, impl, config):
+    Under tf.distribute each replica's loss is divided by the number of replicas: the strategy sums the
+    replicas' gradients, so the update is the gradient of the global batch's mean loss (torch's DDP
+    averages instead; the step is the same). Outputs are cast to float32 before the loss (mixed precision).
+    """
+
+    def __init__(self, net: keras.Model, impl, config, replicas: int = 1):
         super().__init__(name="train_module")
-        self.net, self.impl, self.config = net, impl, config
+        self.net, self.impl, self.config, self.replicas = net, impl, config, replicas
 
     def call(self, batch, training=False):
         return self.impl.call(self.net, batch, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y_pred = {k: ops.cast(v, "float32") if "float" in str(v.dtype) else v for k, v in y_pred.items()}
         loss = self.impl.compute_loss(y_pred, x, self.config)
-        return loss + ops.sum(self.net.losses) if self.net.losses else loss
+        loss = loss + ops.sum(self.net.losses) if self.net.losses else loss
+        return loss / self.replicas if self.replicas > 1 else loss
 
 
 def loss_and_grads(impl, model: keras.Model, batch: dict, config) -> tuple[float, dict[str, np.ndarray]]:
@@ -117,7 +230,9 @@ def loss_and_grads(impl, model: keras.Model, batch: dict, config) -> tuple[float
         loss.backward()
         grads = [v.value.grad for v in variables]
     else:
-        raise UserError(f"gradients on the {keras.backend.backend()} backend are not supported; use tensorflow or torch")
+        raise UserError(
+            f"gradients on the {keras.backend.backend()} backend are not supported; use tensorflow or torch"
+        )
     return float(ops.convert_to_numpy(loss)), {
         v.path: np.asarray(ops.convert_to_numpy(g)) for v, g in zip(variables, grads) if g is not None
     }
@@ -129,7 +244,7 @@ class _StepCallback(keras.callbacks.Callback):
 
     def __init__(self, session, on_step):
         super().__init__()
-        self.session, self.on_step, self.previous_mean = session, on_step, 0.0
+        self.session, self.on_step, self.previous_mean, self.losses = session, on_step, 0.0, []
 
     def on_train_batch_begin(self, batch, logs=None):
         s = self.session
@@ -140,21 +255,119 @@ class _StepCallback(keras.callbacks.Callback):
         mean = float(logs["loss"])
         loss = (batch + 1) * mean - batch * self.previous_mean
         self.previous_mean = mean
-        if self.on_step:
-            self.on_step(self.session.step, loss, self.session.lr)
+        self.losses.append(loss)
         self.session.step += 1
+        if self.on_step:
+            self.on_step(self.session.step - 1, loss, self.session.lr)
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Layers built inside take the precision's Keras policy; the global policy is put back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def synchronize_batch_norm(model: keras.Model) -> None:
+    """BatchNormalization over the global batch of all replicas (Keras' synchronized=True, TensorFlow)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
 
 
 class Session:
-    def __init__(self, spec, config, model, total_steps: int, device: str, jit_compile: bool = False):
-        self.spec, self.config, self.model, self.total_steps = spec, config, model, total_steps
-        self.impl = spec.impl("keras")
-        self.optimizer = make_optimizer(config)
-        self.module = TrainModule(model, self.impl, config)
-        self.module.compile(optimizer=self.optimizer, jit_compile=jit_compile)
+    def __init__(
+        self,
+        spec,
+        config,
+        runtime: Runtime,
+        total_steps: int,
+        *,
+        precision: str = "fp32",
+        compile: bool = False,
+        sync_bn: bool = False,
+    ):
+        self.spec, self.config, self.total_steps, self.runtime = spec, config, total_steps, runtime
+        self.world, self.impl = runtime.world, spec.impl("keras")
+        with runtime.scope(), dtype_policy(precision):
+            self.model = spec.build("keras", config)
+            if sync_bn and runtime.replicas > 1:
+                synchronize_batch_norm(self.model)
+            self.optimizer = make_optimizer(config)
+            self.module = TrainModule(self.model, self.impl, config, replicas=runtime.replicas)
+            self.module.compile(
+                optimizer=self.optimizer, jit_compile=compile
+            )  # fp16 wraps a LossScaleOptimizer
         self.step, self.lr = 0, config.lr
 
-    def train_epoch(self, batches: list[dict], epoch: int, on_step=None, progress: bool = True) -> float:
-        history = self.module.fit(EpochBatches(batches), epochs=1, verbose=1 if progress else 0, shuffle=False,
-                                  callbacks=[_StepCallback(self, on_step)])
-        return float(history.history["loss"][-1])
+    def build_optimizer(self) -> None:
+        """Create the optimizer's variables now (fit would create them at its first step)."""
+        with self.runtime.scope():
+            if not self.module.optimizer.built:
+                self.module.optimizer.build(self.module.trainable_variables)
+
+    def _replica_batches(self, iterator: BatchIterator, epoch: int, start: int):
+        """A distributed dataset: each replica's slice of every global batch from `start` on."""
+        import tensorflow as tf
+
+        replicas = self.runtime.replicas
+        shards = [
+            BatchIterator(
+                iterator.arrays,
+                iterator.batch_size,
+                shuffle=iterator.shuffle,
+                seed=iterator.seed,
+                drop_last=iterator.drop_last,
+                rank=r,
+                world_size=replicas,
+            )
+            for r in range(replicas)
+        ]
+        steps = len(iterator) - start
+
+        def dataset_fn(context):  # one input pipeline per worker, feeding its local replicas in order
+            local = replicas // context.num_input_pipelines
+            mine = shards[context.input_pipeline_id * local : (context.input_pipeline_id + 1) * local]
+
+            def slices():
+                for group in zip(*(shard.batches(epoch, start) for shard in mine)):
+                    yield from group
+
+            first = next(mine[0].batches(epoch, 0))
+            signature = {
+                k: tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype)) for k, v in first.items()
+            }
+            dataset = tf.data.Dataset.from_generator(slices, output_signature=signature)
+            return dataset.apply(tf.data.experimental.assert_cardinality(steps * local))
+
+        return self.runtime.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def train_epoch(
+        self, iterator: BatchIterator, epoch: int, start: int = 0, on_step=None, progress: bool = True
+    ) -> float:
+        """Train on the epoch's global batches from `start`; returns their mean loss (over replicas)."""
+        if start >= len(iterator):
+            return float("nan")
+        if self.runtime.strategy is not None:
+            data = self._replica_batches(iterator, epoch, start)
+        else:
+            data = EpochBatches(list(iterator.batches(epoch, start)))
+        callback = _StepCallback(self, on_step)
+        self.module.fit(
+            data,
+            epochs=1,
+            verbose=1 if progress and self.world.is_main else 0,
+            shuffle=False,
+            callbacks=[callback],
+        )
+        return float(np.mean(callback.losses))
+
+    def barrier(self) -> None:
+        """Workers meet in the next collective step; nothing to wait for here."""
+
+    def close(self) -> None:
+        pass

@@ -1,8 +1,17 @@
-"""The PyTorch trainer: an explicit loop running the recipe in the model's Config."""
+"""The PyTorch trainer: an explicit loop running the recipe in the model's Config.
+
+One process trains on the CPU or one GPU. Under torch.distributed.run (tools/train.py --gpus N or
+--cpu-replicas N starts it, or `torchrun` by hand) every process drives one replica: the model is wrapped
+in DistributedDataParallel over NCCL (GPUs) or gloo (CPU), and the batch iterator gives each rank its
+slice of every global batch (shared/train/torch_parallel.py). Mixed precision is torch.autocast, with a
+GradScaler for fp16; --compile is torch.compile.
+"""
 
 from __future__ import annotations
 
 import os
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,22 +19,87 @@ from tqdm import tqdm
 
 from shared.data.torch_data import to_tensors
 from shared.errors import UserError
+from shared.train import torch_parallel
+from shared.train.distributed import World, torchrun_world
 from shared.train.schedule import lr_at
 
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-def setup(gpus: int, threads: int | None, seed: int) -> torch.device:
+
+@dataclass
+class Runtime:
+    """What setup() found: this process's device and its place among the replicas."""
+
+    device: torch.device
+    world: World
+
+    @property
+    def replicas(self) -> int:
+        return self.world.world_size
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(rank, world size) for the batch iterator: each process takes its slice of every global batch."""
+        return self.world.rank, self.world.world_size
+
+
+def check_request(gpus: int | None, precision: str = "fp32", local_rank: int = 0) -> torch.device:
+    """The device this process trains on; UserError when the machine cannot do what was asked.
+    gpus=None (no --gpus flag): the GPUs under torchrun when there are any, else the CPU."""
+    found = torch.cuda.device_count()
+    if gpus is None:
+        gpus = 1 if found and torchrun_world() is not None else 0
+    if gpus > found:
+        raise UserError(
+            f"--gpus {gpus} asked for {gpus} GPU(s) but torch finds {found} on this machine; "
+            f"use --gpus {found} or, for data parallel on the CPU, --cpu-replicas N"
+        )
+    device = torch.device("cuda", local_rank) if gpus else torch.device("cpu")
+    if precision not in AUTOCAST_DTYPES:
+        raise UserError(f"--precision must be fp32, bf16 or fp16; found {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError(
+            "--precision fp16 needs a GPU (torch's CPU autocast is bf16); use --precision bf16 or fp32"
+        )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(
+            f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32"
+        )
+    return device
+
+
+def setup(
+    gpus: int | None,
+    threads: int | None,
+    seed: int,
+    *,
+    cpu_replicas: int = 1,
+    precision: str = "fp32",
+    deterministic: bool = False,
+) -> Runtime:
+    """Threads, determinism, the device and (under torchrun) the process group; seeds every generator.
+    Each torch process is one replica: gpus > 1 or cpu_replicas > 1 need the processes torchrun starts."""
+    world = torchrun_world() or World()
     if threads:
         torch.set_num_threads(threads)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS reductions in a fixed order
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    if ((gpus or 0) > 1 or cpu_replicas > 1) and torchrun_world() is None:
+        raise UserError(
+            f"{max(gpus or 0, cpu_replicas)} torch replicas are {max(gpus or 0, cpu_replicas)} processes: "
+            "start them with tools/train.py (it runs torch.distributed.run) or with torchrun"
+        )
+    device = check_request(gpus, precision, world.local_rank)
+    if world.distributed and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(seed)
     np.random.seed(seed)
-    if gpus == 0:
-        return torch.device("cpu")
-    found = torch.cuda.device_count()
-    if found < gpus:
-        raise UserError(f"--gpus {gpus} asked for {gpus} GPU(s) but torch sees {found}; use --gpus 0 for the CPU")
-    if gpus > 1 and "LOCAL_RANK" not in os.environ:
-        raise UserError(f"--gpus {gpus}: multi-GPU data parallel is not available in this trainer yet; use --gpus 1")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    random.seed(seed)
+    return Runtime(device, world)
 
 
 def make_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
@@ -34,8 +108,9 @@ def make_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.lr, momentum=config.sgd_momentum)
     betas = (config.adam_beta1, config.adam_beta2)
     # AdamW with weight_decay=0 is Adam; decoupled decay is the one semantics both frameworks share.
-    return torch.optim.AdamW(params, lr=config.lr, betas=betas, eps=config.adam_epsilon,
-                             weight_decay=config.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=config.lr, betas=betas, eps=config.adam_epsilon, weight_decay=config.weight_decay
+    )
 
 
 def loss_and_grads(impl, model: torch.nn.Module, batch: dict, config) -> tuple[float, dict[str, np.ndarray]]:
@@ -46,43 +121,125 @@ def loss_and_grads(impl, model: torch.nn.Module, batch: dict, config) -> tuple[f
     tensors = to_tensors(batch, device)
     loss = impl.compute_loss(impl.call(model, tensors, training=True), tensors, config)
     loss.backward()
-    grads = {n: p.grad.detach().cpu().numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {
+        n: p.grad.detach().cpu().numpy().copy() for n, p in model.named_parameters() if p.grad is not None
+    }
     return float(loss.detach()), grads
 
 
-def train_step(impl, model, optimizer, batch_tensors: dict, config) -> torch.Tensor:
+def train_step(
+    impl,
+    model,
+    optimizer,
+    batch_tensors: dict,
+    config,
+    *,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """Forward (under autocast unless fp32), loss, backward, clipping, update. `model` may be wrapped in
+    DistributedDataParallel or torch.compile; the loss is this replica's."""
     optimizer.zero_grad(set_to_none=True)
-    loss = impl.compute_loss(impl.call(model, batch_tensors, training=True), batch_tensors, config)
-    loss.backward()
+    device_type = next(iter(batch_tensors.values())).device.type
+    with torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision], enabled=precision != "fp32"):
+        loss = impl.compute_loss(impl.call(model, batch_tensors, training=True), batch_tensors, config)
+    if scaler is not None:  # fp16: scale the loss so that small gradients survive, unscale before clipping
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
     if config.grad_clip_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)  # skipped when a gradient is inf/nan; the scale then shrinks
+        scaler.update()
+    else:
+        optimizer.step()
     return loss.detach()
 
 
 class Session:
-    """A model, its optimizer and schedule, trained epoch by epoch on numpy batches."""
+    """A model, its optimizer and schedule, trained on numpy batches from a given position.
 
-    def __init__(self, spec, config, model, total_steps: int, device: torch.device):
-        self.spec, self.config, self.model, self.device = spec, config, model.to(device), device
-        self.impl = spec.impl("torch")
+    self.model is the bare twin (weights, evaluation, checkpoints); self.trained is what the steps run
+    through: the same module wrapped in DistributedDataParallel and/or torch.compile when asked.
+    """
+
+    def __init__(
+        self,
+        spec,
+        config,
+        runtime: Runtime,
+        total_steps: int,
+        *,
+        precision: str = "fp32",
+        compile: bool = False,
+        sync_bn: bool = False,
+    ):
+        self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
+        self.precision, self.impl = precision, spec.impl("torch")
+        self.model = spec.build("torch", config).to(self.device)
+        if self.world.rank > 0:  # the same initial weights everywhere; each rank its own dropout stream
+            torch.manual_seed(
+                int(np.random.SeedSequence([config.seed, self.world.rank]).generate_state(1)[0])
+            )
+        self.trained = self.model
+        if self.world.distributed:
+            if torch_parallel.has_sparse_gradients(self.model) and self.device.type == "cuda":
+                raise UserError(
+                    "sparse embedding gradients cannot be all-reduced over NCCL: "
+                    "pass --set sparse_embeddings=false for multi-GPU training"
+                )
+            if sync_bn:
+                self.model = torch_parallel.convert_batch_norm(self.model, self.device)
+            self.trained = torch_parallel.wrap(self.model, self.device)
+        if compile:
+            self.trained = torch.compile(self.trained)
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_at(config, step, total_steps) / config.lr
         )
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.step = 0
 
-    def train_epoch(self, batches: list[dict], epoch: int, on_step=None, progress: bool = True) -> float:
+    def train_epoch(self, iterator, epoch: int, start: int = 0, on_step=None, progress: bool = True) -> float:
+        """Train on the epoch's batches from `start` (the iterator gives this rank its slices); returns their
+        mean loss, averaged over ranks. on_step(step, loss, lr) runs after every update."""
         self.model.train()
-        total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"torch epoch {epoch + 1}", unit="batch", disable=not progress, leave=False)
+        losses = []
+        bar = tqdm(
+            iterator.batches(epoch, start),
+            desc=f"torch epoch {epoch + 1}",
+            unit="batch",
+            total=len(iterator) - start,
+            disable=not progress or not self.world.is_main,
+            leave=False,
+        )
         for batch in bar:
             lr = self.optimizer.param_groups[0]["lr"]
-            loss = float(train_step(self.impl, self.model, self.optimizer, to_tensors(batch, self.device), self.config))
+            loss = train_step(
+                self.impl,
+                self.trained,
+                self.optimizer,
+                to_tensors(batch, self.device),
+                self.config,
+                precision=self.precision,
+                scaler=self.scaler,
+            )
+            if self.world.distributed:
+                loss = torch_parallel.mean_over_ranks(loss)
             self.scheduler.step()
-            total, count = total + loss, count + 1
-            if on_step:
-                on_step(self.step, loss, lr)
+            losses.append(float(loss))
             self.step += 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        return total / max(count, 1)
+            if on_step:
+                on_step(self.step - 1, losses[-1], lr)
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def barrier(self) -> None:
+        if self.world.distributed:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world.distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
