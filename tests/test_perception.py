@@ -111,7 +111,7 @@ def test_evaluate_in_batches_equals_metrics_on_the_whole_split(frameworks):
     batched = perception.evaluate(SPEC, model, data["train"], config, batch_size=3)
     assert batched.keys() == whole.keys()
     for key in whole:
-        assert batched[key] == pytest.approx(whole[key], rel=1e-9, nan_ok=True), key
+        assert batched[key] == pytest.approx(whole[key], rel=1e-6, nan_ok=True), key  # float32 kernels vary by batch
 
 
 def test_prepare_and_check_batch_name_the_size_to_use():

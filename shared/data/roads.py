@@ -31,7 +31,7 @@ from shared.errors import UserError
 CLASS_NAMES = ("background", "road", "lane_marking", "vehicle")
 BACKGROUND, ROAD, LANE, VEHICLE = range(4)
 DEFAULT_SIZE = (64, 128)  # (height, width); 1:2 like Cityscapes frames
-DEFAULT_COUNTS = {"train": 4000, "validation": 500, "test": 500}
+DEFAULT_COUNTS = {"train": 3000, "validation": 300, "test": 500}
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 FAR_M = 120.0  # ground beyond this distance is background (lost in haze)
 SHOULDER_M = 0.4  # asphalt beyond the edge lines

@@ -100,7 +100,8 @@ def build_model(config: Config) -> keras.Model:
     for stage in reversed(range(1, num_stages)):
         x = up_block(config, x, features[stage - 1], config.stage_width(stage - 1), f"up{stage}")
     x = layers.ReLU()(batch_norm(config, "head_bn")(conv_transpose(config.width, "head_up")(x)))  # (B, H, W, width)
-    logits = layers.Conv2D(config.num_classes, 1, kernel_initializer=CONV_INIT, name="classifier")(x)  # (B, H, W, num_classes)
+    classifier = layers.Conv2D(config.num_classes, 1, kernel_initializer=CONV_INIT, name="classifier")
+    logits = classifier(x)  # (B, H, W, num_classes)
     steering = steering_head(config, features[-1])
     return keras.Model(inputs={"image": image}, outputs={"logits": logits, "steering": steering},
                        name="perception")
