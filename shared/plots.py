@@ -162,8 +162,8 @@ def mutagenesis_map(delta, sequence: str, path: Path, title: str, sites: list[tu
     ax_map.set_xlabel("position")
     fig.colorbar(image, ax=ax_map, orientation="horizontal", fraction=0.08, pad=0.35, label="logit change")
     for start, end, name in sites:
-        for ax in (ax_logo, ax_map):
-            ax.axvspan(start - 0.5, end - 0.5, color="gold", alpha=0.25, lw=0)
+        ax_logo.axvspan(start - 0.5, end - 0.5, color="gold", alpha=0.25, lw=0)
+        ax_map.add_patch(plt.Rectangle((start - 0.5, -0.5), end - start, 4, fill=False, ec="goldenrod", lw=1.5))
         ax_logo.text((start + end) / 2, ax_logo.get_ylim()[1], name, ha="center", va="bottom", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
