@@ -187,6 +187,7 @@ def test_a_filter_built_from_a_planted_pwm_is_matched_to_it(tmp_path):
     assert interpret.motif_similarity(pwms[1], planted[0])[0] < 0.6
     report = interpret.match_filters(pwms, np.array([0.5, 0.1]), sites, names, planted, top=1, threshold=0.75)
     assert report["summary"]["top_filters_matching"] == 1 and report["summary"]["found"] == ["motif0"]
+    assert report["summary"]["rank_of_first_match"]["motif0"] == 1 and report["summary"]["best_correlation"]["motif0"] > 0.9
 
     from shared import plots
 

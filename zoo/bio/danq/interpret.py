@@ -127,10 +127,14 @@ def match_filters(pwms: np.ndarray, influence: np.ndarray, sites: np.ndarray, na
     if planted:
         matched = [r for r in strongest if r["correlation"] >= threshold]
         found = sorted({r["motif"] for r in matched})
+        # Per planted motif: the best correlation of any filter, and the influence rank (1 = strongest) of the
+        # first filter matching it; redundant copies of one motif share its influence, so ranks can be low.
         summary.update({"top_filters_matching": len(matched), "planted_motifs": len(planted),
                         "planted_motifs_found": len(found), "found": found,
-                        "any_filter_per_motif": {n: max(r["correlation"] for r in rows if r["motif"] == n)
-                                                 if any(r["motif"] == n for r in rows) else None for n in names}})
+                        "best_correlation": {n: max((r["correlation"] for r in rows if r["motif"] == n), default=None)
+                                             for n in names},
+                        "rank_of_first_match": {n: next((i + 1 for i, r in enumerate(rows) if r["motif"] == n
+                                                         and r["correlation"] >= threshold), None) for n in names}})
     return {"rows": rows, "summary": summary}
 
 

@@ -14,37 +14,41 @@ import importlib
 import json
 import time
 
-import numpy as np
-
 
 def measure(fw: str, threads: int | None, batches: int, overrides: dict) -> dict:
+    from shared.data.iterator import BatchIterator
     from zoo import registry
 
     spec = registry.get("bio/danq")
     config = spec.config(**overrides)
     trainer = importlib.import_module(f"shared.train.{fw}_trainer")
-    device = trainer.setup(0, threads, config.seed)
-    model = spec.build(fw, config)
-    data = [spec.example_batch(config, config.batch_size, seed=i) for i in range(batches + 2)]
-    session = trainer.Session(spec, config, model, total_steps=batches + 2, device=device)
+    runtime = trainer.setup(0, threads, config.seed)
+    session = trainer.Session(spec, config, runtime, total_steps=batches + 2)
+    example = spec.example_batch(config, config.batch_size * (batches + 2), seed=0)
+    warm_up = BatchIterator({k: v[: 2 * config.batch_size] for k, v in example.items()}, config.batch_size,
+                            shuffle=False)
+    timed_batches = BatchIterator({k: v[2 * config.batch_size :] for k, v in example.items()}, config.batch_size,
+                                  shuffle=False)
 
     def timed(fn):
         wall, cpu = time.perf_counter(), time.process_time()
         fn()
         return time.perf_counter() - wall, time.process_time() - cpu
 
-    session.train_epoch(data[:2], 0, progress=False)  # warm-up: tracing, allocation
-    train_wall, train_cpu = timed(lambda: session.train_epoch(data[2:], 1, progress=False))
-    sequences = np.concatenate([b["sequence"] for b in data])[: config.eval_batch_size * batches]
-    spec.forward(model, {"sequence": sequences[: config.eval_batch_size]})  # warm-up
-    infer_wall, infer_cpu = timed(lambda: [spec.forward(model, {"sequence": sequences[i : i + config.eval_batch_size]})
-                                           for i in range(0, len(sequences), config.eval_batch_size)])
+    session.train_epoch(warm_up, 0, progress=False)  # tracing, allocation
+    train_wall, train_cpu = timed(lambda: session.train_epoch(timed_batches, 1, progress=False))
+    sequences = example["sequence"][: config.eval_batch_size * max(1, batches // 2)]
+    spec.forward(session.model, {"sequence": sequences[: config.eval_batch_size]})  # warm-up
+    infer_wall, infer_cpu = timed(lambda: [
+        spec.forward(session.model, {"sequence": sequences[i : i + config.eval_batch_size]})
+        for i in range(0, len(sequences), config.eval_batch_size)])
     trained = batches * config.batch_size
     return {"framework": fw, "threads": threads, "batch_size": config.batch_size,
             "eval_batch_size": config.eval_batch_size, "rc_average": config.rc_average,
-            "train_sequences_per_s_wall": trained / train_wall, "train_sequences_per_s_cpu": trained / train_cpu,
-            "inference_sequences_per_s_wall": len(sequences) / infer_wall,
-            "inference_sequences_per_s_cpu": len(sequences) / infer_cpu}
+            "train_sequences_per_s_wall": round(trained / train_wall, 1),
+            "train_sequences_per_s_cpu": round(trained / train_cpu, 1),
+            "inference_sequences_per_s_wall": round(len(sequences) / infer_wall, 1),
+            "inference_sequences_per_s_cpu": round(len(sequences) / infer_cpu, 1)}
 
 
 def main(argv=None) -> int:
