@@ -131,6 +131,7 @@ def main(argv=None) -> int:
             replicas=launch.world_size,
             data=data,
             data_kwargs=data_kwargs,
+            check_out=launch.node_rank == 0,
             **options,
         )
         script = str(Path(__file__).resolve())

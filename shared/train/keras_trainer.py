@@ -144,8 +144,8 @@ def setup(
         raise UserError(f"--precision must be fp32, bf16 or fp16; found {precision!r}")
     if precision == "fp16" and not gpus:
         raise UserError(
-            "--precision fp16 needs a GPU (float16 matmuls on the CPU are emulated); "
-            "use --precision bf16 or fp32"
+            "--precision fp16 is for GPUs (CPUs have no fast float16 arithmetic, and fp16 needs "
+            "loss scaling); on the CPU use --precision bf16 or fp32"
         )
     if keras.backend.backend() == "tensorflow":
         strategy, world = _setup_tensorflow(gpus, cpu_replicas, threads, precision, deterministic)
@@ -199,12 +199,33 @@ class TrainModule(keras.Model):
     averages instead; the step is the same). Outputs are cast to float32 before the loss (mixed precision).
     """
 
-    def __init__(self, net: keras.Model, impl, config, replicas: int = 1):
+    def __init__(self, net: keras.Model, impl, config, replicas: int = 1, multi_worker: bool = False):
         super().__init__(name="train_module")
         self.net, self.impl, self.config, self.replicas = net, impl, config, replicas
+        self.multi_worker = multi_worker
 
     def call(self, batch, training=False):
         return self.impl.call(self.net, batch, training=training)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras 3.15 builds on the first distributed batch reduced as one nested structure, which
+        MultiWorkerMirroredStrategy.reduce refuses (a dict is not a tensor). Building needs only shapes:
+        take this worker's first replica's slice instead (no collective)."""
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            first = next(batches)
+            break
+        local = keras.tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], first)
+        with strategy.scope():
+            self._symbolic_build(data_batch=local)
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        if self.multi_worker:  # Keras 3.15 reduces logs across workers with axis=0: give them that axis
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y_pred = {k: ops.cast(v, "float32") if "float" in str(v.dtype) else v for k, v in y_pred.items()}
@@ -298,7 +319,13 @@ class Session:
             if sync_bn and runtime.replicas > 1:
                 synchronize_batch_norm(self.model)
             self.optimizer = make_optimizer(config)
-            self.module = TrainModule(self.model, self.impl, config, replicas=runtime.replicas)
+            self.module = TrainModule(
+                self.model,
+                self.impl,
+                config,
+                replicas=runtime.replicas,
+                multi_worker=runtime.world.distributed,
+            )
             self.module.compile(
                 optimizer=self.optimizer, jit_compile=compile
             )  # fp16 wraps a LossScaleOptimizer

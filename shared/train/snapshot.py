@@ -5,6 +5,8 @@
     RUN/snapshots/step-00000120/manifest.json       sha256 and size of both
     RUN/snapshots/latest.json                       {"folder": "step-00000120", "step": 120}
 
+(A second snapshot at the same step, an epoch end on a snapshot step, is written as step-00000120-1.)
+
 A snapshot folder is written beside its final name and renamed into place; latest.json is then replaced
 with os.replace, so a process killed at any instant leaves the previous snapshot readable. Older
 snapshot folders are removed after latest.json points past them. Framework-free (numpy + safetensors);
@@ -55,20 +57,20 @@ def write(run_dir: str | Path, tensors: dict[str, np.ndarray], state: dict) -> P
         for path in tmp.iterdir():
             _fsync(path)
         _fsync(tmp)
-        final = root / name
-        if final.exists():  # the same step saved twice (an epoch that ends on a snapshot step)
-            shutil.rmtree(final)
+        final, k = root / name, 1
+        while final.exists():  # the same step saved twice (an epoch end on a snapshot step): a new name
+            final, k = root / f"{name}-{k}", k + 1
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     pointer = root / ".latest.json.tmp"
-    pointer.write_text(json.dumps({"folder": name, "step": int(state["step"])}) + "\n")
+    pointer.write_text(json.dumps({"folder": final.name, "step": int(state["step"])}) + "\n")
     _fsync(pointer)
     os.replace(pointer, root / "latest.json")
     _fsync(root)
     for old in root.iterdir():
-        if old.name != name and (old.name.startswith("step-") or old.name.startswith(".step-")):
+        if old.name != final.name and (old.name.startswith("step-") or old.name.startswith(".step-")):
             shutil.rmtree(old, ignore_errors=True)
     return final
 

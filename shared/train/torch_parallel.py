@@ -8,9 +8,35 @@ has no CPU SyncBatchNorm, so on the CPU GlobalBatchNorm below all-reduces the mo
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+def init_process_group(backend: str, world) -> None:
+    """The process group over torchrun's store, with a key prefix of its own for each restart.
+
+    With plain env:// init (torch 2.14), a restarted gloo group could read the dead group's addresses
+    from the store: when the new rank 1 arrived before the new rank 0, it connected to the old rank 0's
+    port and failed ("Connection refused"), so --max-restarts never recovered.
+    """
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts it
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world.world_size,
+        is_master=world.rank == 0 and not agent_store,
+        timeout=timedelta(minutes=30),
+    )
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(f"zoo/attempt_{world.restart}", store),
+        rank=world.rank,
+        world_size=world.world_size,
+    )
 
 
 class _AllReduceSum(torch.autograd.Function):

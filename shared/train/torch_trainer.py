@@ -59,7 +59,8 @@ def check_request(gpus: int | None, precision: str = "fp32", local_rank: int = 0
         raise UserError(f"--precision must be fp32, bf16 or fp16; found {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise UserError(
-            "--precision fp16 needs a GPU (torch's CPU autocast is bf16); use --precision bf16 or fp32"
+            "--precision fp16 is for GPUs (CPUs have no fast float16 arithmetic, and fp16 needs "
+            "loss scaling); on the CPU use --precision bf16 or fp32"
         )
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(
@@ -95,7 +96,7 @@ def setup(
     if world.distributed and not torch.distributed.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        torch_parallel.init_process_group("nccl" if device.type == "cuda" else "gloo", world)
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
