@@ -40,6 +40,7 @@ def assert_all_pass(checks):
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow  # about a minute of CPU each (tier 1 plus both decoding searches in both twins)
 @pytest.mark.parametrize("overrides", [
     {"norm_first": True, "positions": "learned", "tie_output_projection": False, "activation": "gelu"},
     {"num_heads": 1, "num_encoder_layers": 1, "num_decoder_layers": 3, "dropout": 0.0},
@@ -170,8 +171,8 @@ def test_keras_attention_replay_equals_the_keras_hub_layer(frameworks):
 def test_label_smoothing_is_the_papers_over_real_tokens(frameworks):
     """loss = mean over real target tokens of -sum_v q(v) log p(v), q = (1 - e) one-hot + e / V, in both twins."""
     keras, torch = frameworks
-    from zoo.nlp.transformer import keras_impl, torch_impl
     from shared.metrics import log_softmax
+    from zoo.nlp.transformer import keras_impl, torch_impl
 
     config = SPEC.config(**SMALL, label_smoothing=0.1)
     batch = SPEC.example_batch(config, batch_size=4, seed=6)

@@ -64,7 +64,7 @@ def grid(
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
     fig.supylabel(labels[0], fontsize=8)
     fig.supxlabel(labels[1], fontsize=8)
-    fig.suptitle(title if len(title) <= 100 else title[:97] + "...", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -101,7 +101,7 @@ def write_attention_maps(
                     rows,
                     cols,
                     folder / f"attention_{i:02d}_{kind}.png",
-                    f"{title}: {sentence}",
+                    f"{title}\n{sentence}",
                     tuple(labels),
                 )
             )

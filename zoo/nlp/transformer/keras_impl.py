@@ -6,6 +6,8 @@ torch's fused in-projection.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import keras_hub
 import numpy as np
@@ -295,9 +297,11 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
     """Re-reads the whole prefix (no key/value cache): causal masking makes position t's output the same."""
     prefix = np.concatenate([state["prefix"], tokens[:, None]], axis=1)  # (N, t)
     model.config.check_lengths(tgt_length=prefix.shape[1])
-    logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
-                                tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
-                                need_weights=True, training=False)  # (N, t, V)
+    with warnings.catch_warnings():  # Keras warns of a softmax over one key: the first step has only BOS
+        warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning)
+        logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
+                                    tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
+                                    need_weights=True, training=False)  # (N, t, V)
     attention = ops.mean(maps[-1][1][:, :, -1], axis=1)  # last layer's cross-attention of the new token, head mean: (N, S)
     return ops.convert_to_numpy(logits[:, -1]), {"prefix": prefix}, ops.convert_to_numpy(attention)
 

@@ -27,13 +27,13 @@ class SinePositionEncoding(nn.Module):
         self.max_wavelength = max_wavelength
 
     def forward(self, x):
-        length, dim = x.shape[1], x.shape[2]  # x: (B, T, E)
-        positions = torch.arange(length, device=x.device).float()  # (T,)
+        length, dim = x.shape[1], x.shape[2]  # x: (B, T, E); computed in x's dtype, as Keras does
+        positions = torch.arange(length, device=x.device).to(x.dtype)  # (T,)
         features = torch.arange(dim, device=x.device)
-        min_freq = torch.tensor(1.0 / self.max_wavelength, device=x.device)
-        timescales = torch.pow(min_freq, (2 * (features // 2)).float() / dim)  # (E,)
+        min_freq = torch.tensor(1.0 / self.max_wavelength, dtype=x.dtype, device=x.device)
+        timescales = torch.pow(min_freq, (2 * (features // 2)).to(x.dtype) / dim)  # (E,)
         angles = positions[:, None] * timescales[None, :]  # (T, E)
-        cos_mask = (features % 2).float()
+        cos_mask = (features % 2).to(x.dtype)
         encoding = torch.sin(angles) * (1 - cos_mask) + torch.cos(angles) * cos_mask  # (T, E)
         return encoding.expand_as(x)  # (B, T, E)
 
