@@ -66,6 +66,19 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
     assert not any(c.passed for c in check_forward(SPEC, config, torch_model, keras_model, "torch_to_keras", (2,)))
 
 
+def test_keras_kernels_of_one_shape_start_different(frameworks):
+    """One unseeded Keras 3 initializer returns the same values on every call; the twin must not share one
+    (it did: every 3x3 kernel of a shape started identical, and Keras trained 2 mIoU points behind)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = SPEC.build("keras", SPEC.config(**SMALL))
+    kernels = [np.asarray(v) for v in model.variables if v.path.endswith("/kernel")]
+    same = [(a.shape, i, j) for i, a in enumerate(kernels) for j, b in enumerate(kernels[:i])
+            if a.shape == b.shape and np.array_equal(a, b)]
+    assert len(kernels) > 10 and not same, same
+
+
 def test_unknown_steering_is_left_out_of_the_loss_in_both_twins(frameworks):
     from shared.train import keras_trainer, torch_trainer
 

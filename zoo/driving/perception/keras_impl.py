@@ -16,9 +16,13 @@ from shared.weight_map import conv2d as conv_rows
 from shared.weight_map import dense as dense_rows
 from zoo.driving.perception.config import Config
 
-# He-normal (fan_out) convolutions and transposed convolutions, as torch_impl.reset_parameters. For a
-# transposed convolution both frameworks take fan_out = in_channels * kh * kw from their kernel layouts.
-CONV_INIT = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+def conv_init() -> keras.initializers.Initializer:
+    """He-normal (fan_out), as torch_impl.reset_parameters; for a transposed convolution both frameworks
+    take fan_out = in_channels * kh * kw from their kernel layouts. A new instance per layer: one unseeded
+    Keras 3 initializer returns the same values on every call, so a shared one would start every kernel
+    of a shape identical (tests/test_perception.py checks they differ)."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def batch_norm(config: Config, name: str) -> layers.BatchNormalization:
@@ -32,7 +36,7 @@ def conv(filters: int, kernel: int, stride: int, padding: int, name: str):
     def apply(x):
         if padding:
             x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
-        return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=CONV_INIT,
+        return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=conv_init(),
                              name=name)(x)
 
     return apply
@@ -40,7 +44,7 @@ def conv(filters: int, kernel: int, stride: int, padding: int, name: str):
 
 def conv_transpose(filters: int, name: str) -> layers.Conv2DTranspose:
     """2x upsampling: kernel 2, stride 2, 'valid' (no padding), the same as nn.ConvTranspose2d(k=2, s=2)."""
-    return layers.Conv2DTranspose(filters, 2, strides=2, padding="valid", kernel_initializer=CONV_INIT,
+    return layers.Conv2DTranspose(filters, 2, strides=2, padding="valid", kernel_initializer=conv_init(),
                                   bias_initializer="zeros", name=name)
 
 
@@ -100,7 +104,7 @@ def build_model(config: Config) -> keras.Model:
     for stage in reversed(range(1, num_stages)):
         x = up_block(config, x, features[stage - 1], config.stage_width(stage - 1), f"up{stage}")
     x = layers.ReLU()(batch_norm(config, "head_bn")(conv_transpose(config.width, "head_up")(x)))  # (B, H, W, width)
-    classifier = layers.Conv2D(config.num_classes, 1, kernel_initializer=CONV_INIT, name="classifier")
+    classifier = layers.Conv2D(config.num_classes, 1, kernel_initializer=conv_init(), name="classifier")
     logits = classifier(x)  # (B, H, W, num_classes)
     steering = steering_head(config, features[-1])
     return keras.Model(inputs={"image": image}, outputs={"logits": logits, "steering": steering},
