@@ -36,8 +36,8 @@ class TorchStyleAdamW(keras.optimizers.AdamW):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         local_step = ops.cast(self.iterations + 1, variable.dtype)
-        bias_1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
-        bias_2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+        bias_1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, dtype=variable.dtype), local_step)
+        bias_2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, dtype=variable.dtype), local_step)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
