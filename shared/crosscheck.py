@@ -186,6 +186,7 @@ def check_optimizer_step(spec, config, torch_model, keras_model, steps: int = 2)
     gradient would flip a step; feeding the same gradients isolates the optimizer's semantics (the
     gradients themselves are compared by check_gradients).
     """
+    import keras
     import torch
 
     from shared.keras_weights import grads_to_canonical
@@ -206,7 +207,7 @@ def check_optimizer_step(spec, config, torch_model, keras_model, steps: int = 2)
         if config.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(torch_model.parameters(), config.grad_clip_norm)
         t_opt.step()
-        k_opt.apply_gradients([(k_grads[v.path], v) for v in variables])
+        k_opt.apply_gradients([(keras.ops.convert_to_tensor(k_grads[v.path]), v) for v in variables])
     # Only Keras ran forward passes here, so running statistics are compared by check_train_step.
     return _compare_after("optimizer_step", spec, torch_model, keras_model, start, buffers=False)
 
