@@ -7,7 +7,7 @@ metrics. K seeds give a mean and a standard deviation per framework.
 
     report = run_parity(spec, config, steps=200, seeds=3)   # JSON-able dict; report["passed"]
     write_report(report, "runs/parity/vision-cnn")          # parity.json, parity.md, loss_overlay.png
-    update_card(report)                                     # "## Parity" in zoo/<model>/README.md
+    update_card(report)                                     # its section in zoo/<model>/README.md
     update_summary()                                        # every model's row in the top README.md
 
 What is compared, per seed:
@@ -60,8 +60,9 @@ METRIC_SPREAD = 2.0  # final primary metric, 2+ seeds: |mean_torch - mean_keras|
 METRIC_FLOOR = 0.01  # or 1% of the metric's size, whichever is larger (a few seeds estimate the spread loosely)
 PROBE_LIMIT = 32  # steps probed (float64, identical weights) per run before the search stops
 
-CARD_HEADING = "## Parity"
-TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"
+CARD_HEADING, README_HEADING = "## Parity (trained, tier 2)", "## Parity"
+CARD_START, CARD_END = "<!-- parity-card:start -->", "<!-- parity-card:end -->"  # the card's generated block
+TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"  # the top README's table
 SUMMARY_TAG = "parity-summary"  # a hidden JSON line in the card, read back for the top README's table
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -529,18 +530,20 @@ def card_path(model: str, root: Path = ROOT) -> Path:
     return Path(root) / "zoo" / model / "README.md"
 
 
+def replace_block(text: str, start: str, end: str, block: str, heading: str) -> str:
+    """Replace what lies between the start and end markers; without them, append heading + markers."""
+    i, j = text.find(start), text.find(end)
+    if 0 <= i < j:
+        return text[:i] + f"{start}\n{block}\n{end}" + text[j + len(end):]
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{heading}\n\n{start}\n{block}\n{end}\n"
+
+
 def update_card(report: dict, root: Path = ROOT) -> Path:
-    """Write (or replace) the "## Parity" section of the model's README.md."""
+    """Write (or replace) the trained-parity section of the model's README.md; the rest is left alone."""
     path = card_path(report["model"], root)
-    section = (f"{CARD_HEADING}\n\n{markdown(report)}\n"
-               f"<!-- {SUMMARY_TAG} {json.dumps(summary(report), sort_keys=True)} -->\n")
+    block = f"{markdown(report)}\n<!-- {SUMMARY_TAG} {json.dumps(summary(report), sort_keys=True)} -->"
     text = path.read_text() if path.exists() else f"# {report['model']}\n"
-    pattern = re.compile(rf"^{re.escape(CARD_HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    path.write_text(replace_block(text, CARD_START, CARD_END, block, CARD_HEADING))
     return path
 
 
@@ -581,12 +584,7 @@ def update_summary(readme: Path | None = None, root: Path = ROOT, models: list[s
     from zoo import registry
 
     readme = Path(readme) if readme else Path(root) / "README.md"
-    block = f"{TABLE_START}\n{summary_table(registry.list_models() if models is None else models, root)}\n{TABLE_END}"
+    table = summary_table(registry.list_models() if models is None else models, root)
     text = readme.read_text() if readme.exists() else ""
-    start, end = text.find(TABLE_START), text.find(TABLE_END)
-    if 0 <= start < end:
-        text = text[:start] + block + text[end + len(TABLE_END):]
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{CARD_HEADING}\n\n{block}\n"
-    readme.write_text(text)
+    readme.write_text(replace_block(text, TABLE_START, TABLE_END, table, README_HEADING))
     return readme

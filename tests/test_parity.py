@@ -130,12 +130,14 @@ def fake_report(model: str, accuracy: float = 0.9) -> dict:
 def test_card_section_is_replaced_in_place(tmp_path):
     card = parity.card_path("vision/cnn", tmp_path)
     card.parent.mkdir(parents=True)
-    card.write_text("# ResNet\n\n## Results\nkept\n\n## Parity\nstale figures\n\n## License\nApache-2.0\n")
+    card.write_text("# ResNet\n\n## Parity (tier 1)\nhand-written\n\n## License\nApache-2.0\n")
     parity.update_card(fake_report("vision/cnn", 0.8), tmp_path)
+    first = card.read_text()
+    assert first.startswith("# ResNet\n\n## Parity (tier 1)\nhand-written\n\n## License\nApache-2.0\n\n"
+                            f"{parity.CARD_HEADING}\n\n{parity.CARD_START}\n")
     parity.update_card(fake_report("vision/cnn", 0.9), tmp_path)
     text = card.read_text()
-    assert text.count("## Parity") == 1 and "stale figures" not in text
-    assert "## Results\nkept" in text and text.rstrip().endswith("## License\nApache-2.0")
+    assert text.count(parity.CARD_HEADING) == 1 and len(text) == len(first) and "| 0.8000 ±" not in text
     assert "| early_loss_first_20_steps_float64 | 3.00e-09 | 1e-07 | PASS |" in text
     assert parity.read_summary(card)["torch_mean"] == 0.9
 
