@@ -97,4 +97,9 @@ def test_crosscheck_json_reports_every_check():
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert {"name", "max_error", "tolerance", "passed"} <= set(rows[0])
-    assert all(r["passed"] for r in rows) and len(rows) >= 14
+    assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
+    names = {r["name"] for r in rows}
+    for size in (1, 3):
+        assert {f"forward_torch_to_keras_b{size}", f"forward_keras_to_torch_b{size}"} <= names
+    assert {"parameter_count", "canonical_names_and_shapes", "round_trip_torch_keras_torch", "train_loss",
+            "gradients", "optimizer_step", "train_step_sgd", "train_step_sgd_running_means"} <= names

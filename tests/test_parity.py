@@ -20,15 +20,7 @@ def failures(report: dict) -> str:
     return "\n".join(failed + [json.dumps(report["first_divergence"], default=str)[:2000]])
 
 
-# Known and open: DanQ's float64 early losses agree to 2.1e-7 at step 6 (seen 2026-11-27), above the 1e-7
-# float64 tolerance; tier 1 passes for DanQ. Kept visible as a non-strict xfail until it is explained.
-KNOWN_OPEN = {"bio/danq": "float64 early-loss agreement 2.1e-7 > 1e-7 (open)"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_OPEN[n], strict=False)) if n in KNOWN_OPEN else n
-    for n in registry.list_models()
-])
+@pytest.mark.parametrize("name", registry.list_models())
 def test_short_parity(name, frameworks):
     """A few dozen steps of the smoke recipe, dropout off: the twins stay in lockstep, so one seed's final
     metrics are comparable (with dropout, one seed's metrics differ by the dropout masks' luck)."""

@@ -196,7 +196,8 @@ class TrainModule(keras.Model):
 
     Under tf.distribute each replica's loss is divided by the number of replicas: the strategy sums the
     replicas' gradients, so the update is the gradient of the global batch's mean loss (torch's DDP
-    averages instead; the step is the same). Outputs are cast to float32 before the loss (mixed precision).
+    averages instead; the step is the same). Half-precision outputs are cast to float32 before the loss
+    (mixed precision); float32 and float64 outputs are left as they are.
     """
 
     def __init__(self, net: keras.Model, impl, config, replicas: int = 1, multi_worker: bool = False):
@@ -228,7 +229,9 @@ class TrainModule(keras.Model):
         return logs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        y_pred = {k: ops.cast(v, "float32") if "float" in str(v.dtype) else v for k, v in y_pred.items()}
+        half = ("float16", "bfloat16")
+        y_pred = {k: ops.cast(v, "float32") if keras.backend.standardize_dtype(v.dtype) in half else v
+                  for k, v in y_pred.items()}
         loss = self.impl.compute_loss(y_pred, x, self.config)
         loss = loss + ops.sum(self.net.losses) if self.net.losses else loss
         return loss / self.replicas if self.replicas > 1 else loss
