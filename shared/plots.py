@@ -90,16 +90,17 @@ def segmentation_overlay(image, mask, steering_deg: float, path: Path, class_nam
     blended = image * (1 - tint) + np.asarray(colours, np.float32)[labels] * tint
     canvas = Image.fromarray(np.clip(np.round(blended), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    theta = math.radians(max(-80.0, min(80.0, steering_deg * arrow_gain)))  # from straight ahead
+    known = math.isfinite(steering_deg)  # NaN: unknown steering (a frame without odometry), no arrow
+    theta = math.radians(max(-80.0, min(80.0, steering_deg * arrow_gain))) if known else 0.0  # from straight ahead
     x0, y0, length, line = width / 2, height - 3, 0.4 * height, max(2, height // 60)
     x1, y1 = x0 + length * math.sin(theta), y0 - length * math.cos(theta)
-    draw.line([(x0, y0), (x1, y1)], fill=(255, 40, 40), width=line)
-    for side in (-1, 1):  # the arrow head: two strokes back from the tip at +-25 degrees
+    for side in (-1, 1) if known else ():  # the shaft, then the head: two strokes back at +-25 degrees
+        draw.line([(x0, y0), (x1, y1)], fill=(255, 40, 40), width=line)
         back = theta + math.pi + side * math.radians(25)
         head = max(6, height // 16)
         draw.line([(x1, y1), (x1 + head * math.sin(back), y1 - head * math.cos(back))], fill=(255, 40, 40), width=line)
     font = ImageFont.load_default(size=max(10, height // 20))
-    text = f"steering {steering_deg:+.1f} deg (arrow x{arrow_gain:g})"
+    text = f"steering {steering_deg:+.1f} deg (arrow x{arrow_gain:g})" if known else "steering unknown"
     draw.text((4, 2), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     size = max(10, height // 20)
     for row, c in enumerate(range(1, len(class_names))):

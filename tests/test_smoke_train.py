@@ -2,6 +2,7 @@
 other framework."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,9 @@ def test_smoke_train_and_cross_framework_evaluation(name, fw, tmp_path, framewor
     assert np.isfinite(result["test"][primary])
     steps = (run / "steps.csv").read_text().splitlines()[1:]
     assert len(steps) == json.loads((run / "result.json").read_text())["steps"] >= 1
+    if hasattr(spec.task_module, "after_training"):  # attention maps, segmentation overlays
+        pictures = [Path(p) for p in result["pictures"]]
+        assert pictures and all(p.suffix == ".png" and p.is_file() and p.is_relative_to(run) for p in pictures)
 
     loaded = checkpoint.load(run)
     assert loaded["meta"]["framework"] == fw and loaded["model"] == name

@@ -167,6 +167,42 @@ def evaluate(spec, model, arrays: dict, config, batch_size: int) -> dict[str, fl
     return scores.result(class_names(config.num_classes))
 
 
+def after_training(spec, model, splits: dict, config, out: Path, state: dict, count: int = 4) -> list[Path]:
+    """Overlays of the first `count` test scenes, in <run>/overlays/: the prediction (mask and steering
+    arrow) and the ground truth side by side, for a look at what the metrics summarise."""
+    from PIL import Image
+
+    from shared.plots import segmentation_overlay
+
+    test = {k: v[:count] for k, v in splits["test"].items()}
+    if not len(test["image"]):
+        return []
+    outputs = spec.forward(model, {"image": test["image"]}, training=False)
+    display = np.asarray(state["std"], np.float32) * test["image"] + np.asarray(state["mean"], np.float32)
+    display = np.clip(np.round(display * 255.0), 0, 255).astype(np.uint8)
+    folder = Path(out) / "overlays"
+    folder.mkdir(parents=True, exist_ok=True)
+    names, paths = class_names(config.num_classes, state), []
+    for i in range(len(display)):
+        scale = max(1, math.ceil(256 / display.shape[1]))  # enlarged so that the legend is readable
+        big = np.asarray(Image.fromarray(display[i]).resize((display.shape[2] * scale, display.shape[1] * scale),
+                                                            Image.Resampling.NEAREST))
+        halves = []
+        for tag, mask, angle in (("pred", outputs["logits"][i].argmax(-1), float(outputs["steering"][i])),
+                                 ("truth", test["mask"][i], float(test["steering"][i]))):
+            halves.append(segmentation_overlay(big, mask, angle, folder / f"scene_{i:02d}_{tag}.png", names,
+                                               CLASS_COLOURS))
+        pair = [Image.open(p) for p in halves]
+        joined = Image.new("RGB", (pair[0].width * 2 + 8, pair[0].height), (255, 255, 255))
+        joined.paste(pair[0], (0, 0))
+        joined.paste(pair[1], (pair[0].width + 8, 0))
+        joined.save(folder / f"scene_{i:02d}.png")
+        for p in halves:
+            p.unlink()
+        paths.append(folder / f"scene_{i:02d}.png")
+    return paths
+
+
 def load_frame(path: str, config):
     """An image file -> (model input uint8 (H, W, 3), the centre crop the model saw, at display size)."""
     from PIL import Image

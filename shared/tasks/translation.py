@@ -403,8 +403,9 @@ def attention_pictures(
     return paths
 
 
-def after_training(spec, model, splits: dict, config, out: Path, count: int = 4) -> list[Path]:
-    """Attention heatmaps of the first `count` test sentences, in <run>/attention/."""
+def after_training(spec, model, splits: dict, config, out: Path, state=None, count: int = 4) -> list[Path]:
+    """Attention heatmaps of the first `count` test sentences, in <run>/attention/ (shared/train/run.py
+    calls it after training; the tokenizers travel in the split, so `state` is not needed)."""
     test = splits.get("test")
     if not isinstance(test, Split) or not test.sources:
         return []

@@ -378,6 +378,9 @@ def train(
 
     test = evaluate_arrays(spec, session.model, splits["test"], config, config.eval_batch_size)
     plots.training_curves(steps.rows, logger.rows, out / "curves.png", f"{spec.name} in {fw} on {data}")
+    # The task's pictures of the trained model (attention maps, segmentation overlays), next to the run.
+    after = getattr(spec.task_module, "after_training", None)
+    pictures = after(spec, session.model, splits, config, out, preprocessing) if after else []
     logger.close()
     epoch_seconds = now["epoch_seconds"]
     meta = {
@@ -417,6 +420,7 @@ def train(
         "epoch_seconds": epoch_seconds,
         "checkpoint": str(ckpt),
         "curves": str(out / "curves.png"),
+        "pictures": [str(p) for p in pictures],
         "tensorboard": str(out / "tensorboard"),
         "run": str(out),
         "rank": 0,
