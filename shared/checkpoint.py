@@ -27,9 +27,16 @@ import numpy as np
 from shared.errors import UserError
 
 SCHEMA = 1
-REFUSED_SUFFIXES = {".pt": "a torch pickle", ".pth": "a torch pickle", ".pkl": "a pickle", ".pickle": "a pickle",
-                    ".bin": "a pickle-based torch file", ".h5": "an HDF5 Keras file that can carry code",
-                    ".keras": "a Keras archive that can carry code", ".ckpt": "an opaque framework checkpoint"}
+REFUSED_SUFFIXES = {
+    ".pt": "a torch pickle",
+    ".pth": "a torch pickle",
+    ".pkl": "a pickle",
+    ".pickle": "a pickle",
+    ".bin": "a pickle-based torch file",
+    ".h5": "an HDF5 Keras file that can carry code",
+    ".keras": "a Keras archive that can carry code",
+    ".ckpt": "an opaque framework checkpoint",
+}
 ALLOWED_SUFFIXES = {".safetensors", ".json", ".md", ".txt", ".csv", ".png", ".model", ".vocab"}
 
 
@@ -44,13 +51,20 @@ def sha256_file(path: Path) -> str:
 def refuse_unsafe(path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix in REFUSED_SUFFIXES:
-        raise UserError(f"refusing {path}: {REFUSED_SUFFIXES[suffix]}; zoo checkpoints are safetensors + JSON only")
+        raise UserError(
+            f"refusing {path}: {REFUSED_SUFFIXES[suffix]}; zoo checkpoints are safetensors + JSON only"
+        )
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -83,8 +97,16 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
-def save(folder: str | Path, *, model_name: str, config: dict, weights: dict[str, np.ndarray], meta: dict,
-         extra_files: dict[str, Any] | None = None, card: str | None = None) -> Path:
+def save(
+    folder: str | Path,
+    *,
+    model_name: str,
+    config: dict,
+    weights: dict[str, np.ndarray],
+    meta: dict,
+    extra_files: dict[str, Any] | None = None,
+    card: str | None = None,
+) -> Path:
     """Write a checkpoint folder atomically: a temp folder beside it, fsync, then rename into place."""
     from safetensors.numpy import save_file
 
@@ -96,8 +118,12 @@ def save(folder: str | Path, *, model_name: str, config: dict, weights: dict[str
         tensors = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in weights.items()}
         save_file(tensors, str(tmp / "weights.safetensors"), metadata={"format": "zoo", "model": model_name})
         _write_json(tmp / "config.json", {"model": model_name, "schema": SCHEMA, "config": config})
-        meta = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
-                "versions": versions(), **meta}
+        meta = {
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "git_commit": git_commit(),
+            "versions": versions(),
+            **meta,
+        }
         _write_json(tmp / "meta.json", meta)
         for name, value in (extra_files or {}).items():
             refuse_unsafe(Path(name))
@@ -108,8 +134,11 @@ def save(folder: str | Path, *, model_name: str, config: dict, weights: dict[str
                 _write_json(target, value)
         (tmp / "README.md").write_text(card or f"# {model_name}\n")
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = {"schema": SCHEMA, "model": model_name,
-                    "files": {n: {"sha256": sha256_file(tmp / n), "size": (tmp / n).stat().st_size} for n in files}}
+        manifest = {
+            "schema": SCHEMA,
+            "model": model_name,
+            "files": {n: {"sha256": sha256_file(tmp / n), "size": (tmp / n).stat().st_size} for n in files},
+        }
         _write_json(tmp / "manifest.json", manifest)
         _fsync_tree(tmp)
         if folder.exists():
@@ -129,7 +158,9 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint folder, or a run folder holding one in checkpoint/, or a store URL (pulled into the cache)."""
     from shared import hub
 
-    if hub.is_store_url(path):  # s3://bucket/zoo/vision-cnn/v1, hf://user/repo/vision-cnn, store/vision-cnn@v1
+    if hub.is_store_url(
+        path
+    ):  # s3://bucket/zoo/vision-cnn/v1, hf://user/repo/vision-cnn, store/vision-cnn@v1
         return hub.fetch(str(path))
     path = Path(path)
     if path.is_file():
@@ -139,7 +170,9 @@ def resolve(path: str | Path) -> Path:
         if (candidate / "manifest.json").is_file():
             return candidate
     if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist: pass a run folder from tools/train.py or a checkpoint folder")
+        raise UserError(
+            f"checkpoint {path} does not exist: pass a run folder from tools/train.py or a checkpoint folder"
+        )
     raise UserError(f"{path} holds no manifest.json (nor checkpoint/manifest.json): not a zoo checkpoint")
 
 
@@ -149,12 +182,16 @@ def verify(folder: Path) -> dict:
         manifest = json.loads((folder / "manifest.json").read_text())
         listed = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"{folder}/manifest.json is malformed ({err}); the checkpoint cannot be trusted") from None
+        raise UserError(
+            f"{folder}/manifest.json is malformed ({err}); the checkpoint cannot be trusted"
+        ) from None
     for path in folder.iterdir():
         refuse_unsafe(path)
     for name, entry in listed.items():
         if Path(name).name != name:
-            raise UserError(f"manifest names {name!r}, which is not a plain file name in the checkpoint folder")
+            raise UserError(
+                f"manifest names {name!r}, which is not a plain file name in the checkpoint folder"
+            )
         path = folder / name
         if not path.is_file():
             raise UserError(f"checkpoint file {path} is missing; re-download or re-save the checkpoint")
@@ -174,7 +211,9 @@ def load(path: str | Path) -> dict:
     manifest = verify(folder)
     config = json.loads((folder / "config.json").read_text())
     if config.get("schema") != SCHEMA:
-        raise UserError(f"{folder}/config.json has schema {config.get('schema')}; this zoo reads schema {SCHEMA}")
+        raise UserError(
+            f"{folder}/config.json has schema {config.get('schema')}; this zoo reads schema {SCHEMA}"
+        )
     return {
         "folder": folder,
         "model": config["model"],

@@ -44,11 +44,15 @@ def no_dropout(spec, config):
     return spec.config(**{**dataclasses.asdict(config), **zeroed})
 
 
-def compare_dicts(name: str, reference: dict, other: dict, tolerance: float, relative_floor: float = 1.0) -> Check:
+def compare_dicts(
+    name: str, reference: dict, other: dict, tolerance: float, relative_floor: float = 1.0
+) -> Check:
     """Worst relative error over the shared keys; a key on one side only fails the check."""
     only = sorted(set(reference) ^ set(other))
     if only:
-        return Check(name, float("inf"), tolerance, False, f"present on one side only: {', '.join(only[:10])}")
+        return Check(
+            name, float("inf"), tolerance, False, f"present on one side only: {', '.join(only[:10])}"
+        )
     worst, worst_key = 0.0, ""
     for key in reference:
         ref, oth = np.asarray(reference[key], np.float64), np.asarray(other[key], np.float64)
@@ -71,12 +75,21 @@ def check_structure(spec, config, torch_model, keras_model) -> list[Check]:
     shapes_k = {k: tuple(v.shape) for k, v in kw.items()}
     diff = sorted(set(shapes_t.items()) ^ set(shapes_k.items()))
     return [
-        Check("parameter_count", float(abs(torch_params - canonical_trainable)), 0.0,
-              torch_params == canonical_trainable,
-              f"torch {torch_params:,} trainable; keras exports {canonical_trainable:,} "
-              f"(held in {keras_params:,} Keras values)"),
-        Check("canonical_names_and_shapes", float(len(diff)), 0.0, not diff,
-              f"{len(shapes_t)} tensors" if not diff else f"differ: {diff[:6]}"),
+        Check(
+            "parameter_count",
+            float(abs(torch_params - canonical_trainable)),
+            0.0,
+            torch_params == canonical_trainable,
+            f"torch {torch_params:,} trainable; keras exports {canonical_trainable:,} "
+            f"(held in {keras_params:,} Keras values)",
+        ),
+        Check(
+            "canonical_names_and_shapes",
+            float(len(diff)),
+            0.0,
+            not diff,
+            f"{len(shapes_t)} tensors" if not diff else f"differ: {diff[:6]}",
+        ),
     ]
 
 
@@ -99,10 +112,19 @@ def check_round_trip(spec, torch_model, keras_model) -> list[Check]:
         back = spec.get_weights(second)
         spec.set_weights(first, back)
         again = spec.get_weights(first)
-        err = max((float(np.max(np.abs(original[k].astype(np.float64) - again[k]))) if original[k].size else 0.0)
-                  for k in original)
-        checks.append(Check(f"round_trip_{name}_keras_torch" if name == "torch" else "round_trip_keras_torch_keras",
-                            err, 0.0, err == 0.0, f"{len(original)} tensors, bitwise"))
+        err = max(
+            (float(np.max(np.abs(original[k].astype(np.float64) - again[k]))) if original[k].size else 0.0)
+            for k in original
+        )
+        checks.append(
+            Check(
+                f"round_trip_{name}_keras_torch" if name == "torch" else "round_trip_keras_torch_keras",
+                err,
+                0.0,
+                err == 0.0,
+                f"{len(original)} tensors, bitwise",
+            )
+        )
     return checks
 
 
@@ -118,7 +140,9 @@ def build_float64(spec, config):
     finally:
         keras.config.set_floatx(previous[0])
         keras.config.set_dtype_policy(previous[1])
-    float32 = sorted({v.path for v in keras_model.variables if v.dtype != "float64" and "float" in str(v.dtype)})
+    float32 = sorted(
+        {v.path for v in keras_model.variables if v.dtype != "float64" and "float" in str(v.dtype)}
+    )
     if float32:
         raise ValueError(f"the Keras twin kept float32 variables under a float64 policy: {float32[:5]}")
     return spec.build("torch", config).double(), keras_model
@@ -153,8 +177,13 @@ def check_gradients(spec, config) -> list[Check]:
     grads = compare_dicts("gradients", t_grads, k_grads, GRAD_RTOL, relative_floor=floor)
     grads.detail += " (float64)"
     return [
-        Check("train_loss", loss_err, GRAD_RTOL, loss_err <= GRAD_RTOL,
-              f"torch {t_loss:.8f}, keras {k_loss:.8f} (float64)"),
+        Check(
+            "train_loss",
+            loss_err,
+            GRAD_RTOL,
+            loss_err <= GRAD_RTOL,
+            f"torch {t_loss:.8f}, keras {k_loss:.8f} (float64)",
+        ),
         grads,
     ]
 
@@ -163,19 +192,28 @@ def _compare_after(name, spec, torch_model, keras_model, start, buffers: bool = 
     after_t, after_k = spec.get_weights(torch_model), spec.get_weights(keras_model)
     trainable = {n for n, _ in torch_model.named_parameters()}
     moved = max(float(np.max(np.abs(after_t[n] - start[n]))) for n in trainable)
-    check = compare_dicts(name, {n: after_t[n] for n in trainable}, {n: after_k[n] for n in trainable}, STEP_RTOL)
+    check = compare_dicts(
+        name, {n: after_t[n] for n in trainable}, {n: after_k[n] for n in trainable}, STEP_RTOL
+    )
     check.detail += f"; largest parameter change {moved:.2e}"
     if moved == 0.0:
         check = Check(name, 0.0, STEP_RTOL, False, "the step changed no parameter")
     checks = [check]
-    buffers = buffers and {n for n in after_t if n not in trainable and after_t[n].dtype.kind == "f"
-                           and "running_var" not in n}
+    buffers = buffers and {
+        n for n in after_t if n not in trainable and after_t[n].dtype.kind == "f" and "running_var" not in n
+    }
     if buffers:
         # Running means move identically. Running variances do not: torch updates them with the unbiased
         # batch variance, Keras with the biased one (a factor n/(n-1) on the batch term); they are
         # compared by the forward checks after transfer, not here.
-        checks.append(compare_dicts(f"{name}_running_means", {n: after_t[n] for n in buffers},
-                                    {n: after_k[n] for n in buffers}, STEP_RTOL))
+        checks.append(
+            compare_dicts(
+                f"{name}_running_means",
+                {n: after_t[n] for n in buffers},
+                {n: after_k[n] for n in buffers},
+                STEP_RTOL,
+            )
+        )
     return checks
 
 
@@ -227,8 +265,13 @@ def check_train_step(spec, config, torch_model, keras_model) -> list[Check]:
     spec.set_weights(keras_model, start)
     batch = float64_batch(spec.example_batch(sgd, batch_size=4, seed=13))
     torch_model.train()
-    torch_trainer.train_step(spec.impl("torch"), torch_model, torch_trainer.make_optimizer(torch_model, sgd),
-                             torch_tensors(batch), sgd)
+    torch_trainer.train_step(
+        spec.impl("torch"),
+        torch_model,
+        torch_trainer.make_optimizer(torch_model, sgd),
+        torch_tensors(batch),
+        sgd,
+    )
     module = keras_trainer.TrainModule(keras_model, spec.impl("keras"), sgd)
     module.compile(optimizer=keras_trainer.make_optimizer(sgd))
     module.train_on_batch(keras_tensors(batch))
@@ -246,7 +289,9 @@ def run_tier1(spec, config=None, batch_sizes=BATCH_SIZES, seed: int = 0) -> list
     torch_model, keras_model = spec.build("torch", config), spec.build("keras", config)
     checks = check_structure(spec, config, torch_model, keras_model)
     if not all(c.passed for c in checks):
-        return checks  # weights cannot be moved between twins whose tensors differ: nothing else is meaningful
+        return (
+            checks  # weights cannot be moved between twins whose tensors differ: nothing else is meaningful
+        )
     checks += check_forward(spec, config, torch_model, keras_model, "torch_to_keras", batch_sizes)
     keras_model_2 = spec.build("keras", config)  # its own random init, sent the other way
     checks += check_forward(spec, config, keras_model_2, torch_model, "keras_to_torch", batch_sizes)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from shared.errors import UserError
 
 
-def evaluate_checkpoint(path: str, fw: str, data: str | None = None, split: str = "test", threads: int | None = None):
+def evaluate_checkpoint(
+    path: str, fw: str, data: str | None = None, split: str = "test", threads: int | None = None
+):
     """Metrics of a checkpoint on a split, computed by framework-free code from the twin's numpy outputs."""
     import importlib
 
@@ -25,5 +27,12 @@ def evaluate_checkpoint(path: str, fw: str, data: str | None = None, split: str 
     if split not in splits:
         raise UserError(f"dataset {data} has no split {split!r}; it has {', '.join(splits)}")
     metrics = evaluate_arrays(spec, model, splits[split], config, config.eval_batch_size)
-    return {"model": spec.name, "framework": fw, "trained_in": ckpt["meta"].get("framework"), "data": data,
-            "split": split, "metrics": metrics, "checkpoint": str(ckpt["folder"])}
+    return {
+        "model": spec.name,
+        "framework": fw,
+        "trained_in": ckpt["meta"].get("framework"),
+        "data": data,
+        "split": split,
+        "metrics": metrics,
+        "checkpoint": str(ckpt["folder"]),
+    }

@@ -14,7 +14,7 @@ import sys
 def load_both():
     """Import torch, then keras (TensorFlow backend); returns (torch, keras)."""
     sys.modules.setdefault("triton", None)
-    import torch
+    import torch  # noqa: I001  (the order matters: TensorFlow first broke torch's autograd, see above)
     import keras
 
     return torch, keras

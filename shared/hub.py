@@ -34,8 +34,23 @@ from shared.errors import UserError
 
 SCHEMA = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
-                           "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+SAFETENSORS_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+}
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
 CHUNK = 1 << 20
 
@@ -44,12 +59,12 @@ CHUNK = 1 << 20
 
 _ERROR_HINTS = {
     "NoCredentialsError": "no credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
-                          "AWS_PROFILE), or pass --option anon=true for a public bucket",
+    "AWS_PROFILE), or pass --option anon=true for a public bucket",
     "PartialCredentialsError": "incomplete credentials for {url} ({err}): set both AWS_ACCESS_KEY_ID and "
-                               "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
     "OfflineModeIsEnabled": "cannot reach {url}: HF_HUB_OFFLINE is set; unset it to use the Hugging Face Hub",
     "RepositoryNotFoundError": "no Hugging Face repository behind {url} (or no access to it): check the name "
-                               "and HF_TOKEN; create it with `hf repo create`",
+    "and HF_TOKEN; create it with `hf repo create`",
     "RevisionNotFoundError": "the revision in {url} does not exist: pass an existing branch, tag or commit",
     "GatedRepoError": "{url} is gated: accept its terms on the Hub and set HF_TOKEN",
     "HFValidationError": "{url} does not name a Hugging Face repository ({err}): expected hf://user/repo[@rev]/path",
@@ -58,7 +73,7 @@ _ERROR_HINTS = {
     "PermissionError": "permission denied while using {url} ({err}): check the credentials and folder permissions",
     "FileNotFoundError": "{url} was not found ({err}): check the bucket, repository or folder",
     "EndpointConnectionError": "cannot reach the store {url} ({err}): check --endpoint-url / AWS_ENDPOINT_URL "
-                               "and the network",
+    "and the network",
     "ConnectError": "cannot reach the store {url} ({err}): check HF_ENDPOINT and the network",
     "ConnectionError": "cannot reach the store {url} ({err}): check the endpoint and the network",
     "TimeoutError": "the store {url} did not answer in time ({err}): check the endpoint and the network",
@@ -101,6 +116,7 @@ def _store_errors(fn: Callable) -> Callable:
 
 # ---------------------------------------------------------------- opening a store
 
+
 @dataclass(frozen=True)
 class HfTarget:
     """hf://[datasets/|spaces/]user/repo[@revision]/prefix, parsed without the network."""
@@ -121,7 +137,9 @@ def parse_hf(url: str) -> HfTarget:
     repo_type = {"datasets": "dataset", "spaces": "space", "models": "model"}.get(parts[0] if parts else "")
     parts = parts[1:] if repo_type else parts
     if len(parts) < 2:
-        raise UserError(f"{url} does not name a Hugging Face repository: expected hf://user/repo[@revision]/path")
+        raise UserError(
+            f"{url} does not name a Hugging Face repository: expected hf://user/repo[@revision]/path"
+        )
     repo, _, revision = parts[1].partition("@")
     return HfTarget(repo_type or "model", f"{parts[0]}/{repo}", revision or None, "/".join(parts[2:]))
 
@@ -158,7 +176,9 @@ class Store:
             from huggingface_hub import HfApi, HfFileSystem
 
             if for_push and not (self.options.get("token") or _hf_token()):
-                raise UserError(f"no Hugging Face token to push to {url}: set HF_TOKEN or run `hf auth login`")
+                raise UserError(
+                    f"no Hugging Face token to push to {url}: set HF_TOKEN or run `hf auth login`"
+                )
             self.api = HfApi(endpoint=self.options.get("endpoint"), token=self.options.get("token"))
             self.fs = HfFileSystem(endpoint=self.options.get("endpoint"), token=self.options.get("token"))
             # Pin every read of this session to one commit; a push names it as its parent commit.
@@ -169,11 +189,17 @@ class Store:
         try:
             self.fs, self.root = fsspec.url_to_fs(self.url, **self.options)
         except ValueError as err:  # fsspec: "Protocol not known: xyz"
-            raise UserError(f"unknown store protocol in {url} ({_one_line(err)}): use a local folder, file://, "
-                            "s3://, hf:// or another fsspec protocol whose package is installed") from None
+            raise UserError(
+                f"unknown store protocol in {url} ({_one_line(err)}): use a local folder, file://, "
+                "s3://, hf:// or another fsspec protocol whose package is installed"
+            ) from None
         except ImportError as err:
-            raise UserError(f"the store {url} needs a package that is not installed ({_one_line(err)})") from None
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+            raise UserError(
+                f"the store {url} needs a package that is not installed ({_one_line(err)})"
+            ) from None
+        self.local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
         self.root = self.root.rstrip("/")
 
     def child_url(self, *parts: str) -> str:
@@ -201,16 +227,23 @@ class Store:
             if not isinstance(index.get("models"), dict):
                 raise ValueError("no 'models' object")
         except (ValueError, AttributeError) as err:
-            raise UserError(f"{self.child_url('index.json')} is malformed ({_one_line(err)}); "
-                            "restore it from the store's history or re-push the models") from None
+            raise UserError(
+                f"{self.child_url('index.json')} is malformed ({_one_line(err)}); "
+                "restore it from the store's history or re-push the models"
+            ) from None
         return index
 
     def publish(self, uploads: list[tuple[str, Path | bytes]], message: str) -> None:
         """Write uploads in order (rel path -> local file or bytes); hf:// writes them as one commit."""
         if self.hf:
-            self.api.create_commit(self.hf.repo_id, hf_operations(self.hf, uploads), commit_message=message,
-                                   repo_type=self.hf.repo_type, revision=self.hf.revision,
-                                   parent_commit=self.commit)
+            self.api.create_commit(
+                self.hf.repo_id,
+                hf_operations(self.hf, uploads),
+                commit_message=message,
+                repo_type=self.hf.repo_type,
+                revision=self.hf.revision,
+                parent_commit=self.commit,
+            )
             return
         for rel, src in uploads:
             self._put(rel, src)
@@ -233,8 +266,13 @@ def hf_operations(target: HfTarget, uploads: list[tuple[str, Path | bytes]]) -> 
     """The commit's operations: every upload under the store's prefix, in publishing order."""
     from huggingface_hub import CommitOperationAdd
 
-    return [CommitOperationAdd(path_in_repo="/".join(p for p in (target.prefix, rel) if p),
-                               path_or_fileobj=str(src) if isinstance(src, Path) else src) for rel, src in uploads]
+    return [
+        CommitOperationAdd(
+            path_in_repo="/".join(p for p in (target.prefix, rel) if p),
+            path_or_fileobj=str(src) if isinstance(src, Path) else src,
+        )
+        for rel, src in uploads
+    ]
 
 
 def _hf_token() -> str | None:
@@ -251,23 +289,37 @@ def is_store_url(text: str | Path) -> bool:
 
 # ---------------------------------------------------------------- safety checks
 
+
 def check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise UserError(f"{kind} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
-                        "(starting with a letter or digit, at most 100 characters)")
+        raise UserError(
+            f"{kind} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, at most 100 characters)"
+        )
     return value
 
 
 def check_file_name(name: Any, where: str) -> str:
     """A manifest entry must be a plain, allowed file name inside the checkpoint folder."""
-    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name or name in (".", "..") \
-            or PurePosixPath(name).name != name or name.startswith("."):
-        raise UserError(f"{where} names {name!r}, which is not a plain file name inside the checkpoint "
-                        "folder (a path escape); refusing the whole checkpoint")
+    if (
+        not isinstance(name, str)
+        or not name
+        or "\x00" in name
+        or "\\" in name
+        or name in (".", "..")
+        or PurePosixPath(name).name != name
+        or name.startswith(".")
+    ):
+        raise UserError(
+            f"{where} names {name!r}, which is not a plain file name inside the checkpoint "
+            "folder (a path escape); refusing the whole checkpoint"
+        )
     checkpoint.refuse_unsafe(Path(name))
     if PurePosixPath(name).suffix.lower() not in checkpoint.ALLOWED_SUFFIXES:
-        raise UserError(f"{where} names {name!r}: only {', '.join(sorted(checkpoint.ALLOWED_SUFFIXES))} "
-                        "files are accepted in a shared checkpoint")
+        raise UserError(
+            f"{where} names {name!r}: only {', '.join(sorted(checkpoint.ALLOWED_SUFFIXES))} "
+            "files are accepted in a shared checkpoint"
+        )
     return name
 
 
@@ -279,12 +331,18 @@ def check_manifest(raw: bytes, where: str) -> dict:
         if not isinstance(files, dict):
             raise TypeError("'files' is not an object")
     except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{where} is malformed ({_one_line(err)}); the checkpoint cannot be trusted") from None
+        raise UserError(
+            f"{where} is malformed ({_one_line(err)}); the checkpoint cannot be trusted"
+        ) from None
     for name, entry in files.items():
         check_file_name(name, where)
-        if name == "manifest.json" or not isinstance(entry, dict) \
-                or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256"))) \
-                or not isinstance(entry.get("size"), int) or entry["size"] < 0:
+        if (
+            name == "manifest.json"
+            or not isinstance(entry, dict)
+            or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256")))
+            or not isinstance(entry.get("size"), int)
+            or entry["size"] < 0
+        ):
             raise UserError(f"{where} has a bad entry for {name!r} (expected sha256 hex and a size in bytes)")
     for required in ("weights.safetensors", "config.json", "meta.json"):
         if required not in files:
@@ -299,8 +357,9 @@ def check_safetensors(path: Path) -> None:
         prefix = f.read(8)
         length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
         if length < 2 or length > min(size - 8, SAFETENSORS_MAX_HEADER):
-            raise UserError(f"{path.name} is not a valid safetensors file (header length {length} "
-                            f"for a {size}-byte file)")
+            raise UserError(
+                f"{path.name} is not a valid safetensors file (header length {length} for a {size}-byte file)"
+            )
         raw = f.read(length)
     try:
         header = json.loads(raw)
@@ -309,7 +368,10 @@ def check_safetensors(path: Path) -> None:
             raise ValueError("__metadata__ must map strings to strings")
         spans = []
         for name, info in header.items():
-            if set(info) != {"dtype", "shape", "data_offsets"} or info["dtype"] not in SAFETENSORS_DTYPE_BYTES:
+            if (
+                set(info) != {"dtype", "shape", "data_offsets"}
+                or info["dtype"] not in SAFETENSORS_DTYPE_BYTES
+            ):
                 raise ValueError(f"tensor {name!r} has entry {info}")
             shape, (begin, end) = info["shape"], info["data_offsets"]
             if not all(isinstance(d, int) and d >= 0 for d in shape) or not 0 <= begin <= end:
@@ -325,15 +387,20 @@ def check_safetensors(path: Path) -> None:
     position = 0
     for begin, end, name in sorted(spans):
         if begin != position:
-            raise UserError(f"{path.name} has a bad safetensors header: tensor {name!r} starts at {begin}, "
-                            f"expected {position} (overlapping or gapped data)")
+            raise UserError(
+                f"{path.name} has a bad safetensors header: tensor {name!r} starts at {begin}, "
+                f"expected {position} (overlapping or gapped data)"
+            )
         position = end
     if position != size - 8 - length:
-        raise UserError(f"{path.name} has a bad safetensors header: tensors cover {position} bytes of "
-                        f"{size - 8 - length} (truncated or padded file)")
+        raise UserError(
+            f"{path.name} has a bad safetensors header: tensors cover {position} bytes of "
+            f"{size - 8 - length} (truncated or padded file)"
+        )
 
 
 # ---------------------------------------------------------------- model cards
+
 
 def front_matter(text: str, where: str) -> dict:
     """The YAML front matter of a model card ({} when it has none); malformed YAML is refused."""
@@ -349,8 +416,10 @@ def front_matter(text: str, where: str) -> dict:
         if not isinstance(data, dict):
             raise ValueError("front matter is not a mapping")
     except (ValueError, yaml.YAMLError) as err:
-        raise UserError(f"{where} has malformed YAML front matter ({_one_line(err)}); the Hub would not "
-                        "render it: fix the card and re-save the checkpoint") from None
+        raise UserError(
+            f"{where} has malformed YAML front matter ({_one_line(err)}); the Hub would not "
+            "render it: fix the card and re-save the checkpoint"
+        ) from None
     return data
 
 
@@ -364,38 +433,63 @@ def store_card(index: dict) -> str:
 
     cards = [v.get("card", {}) for m in index["models"].values() for v in m["versions"].values()]
     licenses = sorted({c.get("license") for c in cards if c.get("license")})
-    meta = {"library_name": "zoo", "license": licenses[0] if len(licenses) == 1 else "other",
-            "tags": sorted({"zoo", *(t for c in cards for t in _as_list(c.get("tags")))}),
-            "datasets": sorted({d for c in cards for d in _as_list(c.get("datasets"))}),
-            "metrics": sorted({m for c in cards for m in _as_list(c.get("metrics"))})}
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", "# Zoo checkpoints", "",
-             "Each model below is a framework-neutral checkpoint (safetensors + JSON) usable from Keras or "
-             "PyTorch: `python tools/evaluate.py <store>/<name>/<version> --fw keras|torch`, or pull it with "
-             "`python tools/hub.py pull <store>/<name>/<version> DEST` (sha256 verified).", ""]
+    meta = {
+        "library_name": "zoo",
+        "license": licenses[0] if len(licenses) == 1 else "other",
+        "tags": sorted({"zoo", *(t for c in cards for t in _as_list(c.get("tags")))}),
+        "datasets": sorted({d for c in cards for d in _as_list(c.get("datasets"))}),
+        "metrics": sorted({m for c in cards for m in _as_list(c.get("metrics"))}),
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).strip(),
+        "---",
+        "",
+        "# Zoo checkpoints",
+        "",
+        "Each model below is a framework-neutral checkpoint (safetensors + JSON) usable from Keras or "
+        "PyTorch: `python tools/evaluate.py <store>/<name>/<version> --fw keras|torch`, or pull it with "
+        "`python tools/hub.py pull <store>/<name>/<version> DEST` (sha256 verified).",
+        "",
+    ]
     for name, model in index["models"].items():
-        rows = [(version, fw, result) for version, entry in model["versions"].items()
-                for fw, result in entry.get("results", {}).items()]
+        rows = [
+            (version, fw, result)
+            for version, entry in model["versions"].items()
+            for fw, result in entry.get("results", {}).items()
+        ]
         metrics = sorted({k for _, _, r in rows for k in r.get("metrics", {})})
-        lines += [f"## {name} ({model['model']})", "",
-                  "| version | evaluated in | trained in | data | split | " + " | ".join(metrics) + " |",
-                  "| --- " * (5 + len(metrics)) + "|"]
+        lines += [
+            f"## {name} ({model['model']})",
+            "",
+            "| version | evaluated in | trained in | data | split | " + " | ".join(metrics) + " |",
+            "| --- " * (5 + len(metrics)) + "|",
+        ]
         for version, fw, r in rows:
-            values = [f"{r['metrics'][k]:.4f}" if isinstance(r["metrics"].get(k), int | float) else "-"
-                      for k in metrics]
+            values = [
+                f"{r['metrics'][k]:.4f}" if isinstance(r["metrics"].get(k), int | float) else "-"
+                for k in metrics
+            ]
             trained = model["versions"][version].get("framework")
-            lines.append(f"| {version} | {fw} | {trained} | {r.get('data')} | {r.get('split')} | "
-                         + " | ".join(values) + " |")
+            lines.append(
+                f"| {version} | {fw} | {trained} | {r.get('data')} | {r.get('split')} | "
+                + " | ".join(values)
+                + " |"
+            )
         for version, entry in model["versions"].items():
             parity = entry.get("parity")
             if parity:
                 worst = max(parity["max_error"].items(), key=lambda kv: kv[1])
-                lines.append(f"\n{version} parity (tools/crosscheck.py): {parity['passed']}/{parity['checks']} "
-                             f"checks passed; largest error {worst[1]:.2e} ({worst[0]}).")
+                lines.append(
+                    f"\n{version} parity (tools/crosscheck.py): {parity['passed']}/{parity['checks']} "
+                    f"checks passed; largest error {worst[1]:.2e} ({worst[0]})."
+                )
         lines.append("")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- push
+
 
 def _parity(path: str | Path, model: str) -> dict:
     """Summarise `tools/crosscheck.py MODEL --json` output: checks passed and each check's max error."""
@@ -409,25 +503,35 @@ def _parity(path: str | Path, model: str) -> dict:
             try:
                 checks.append(json.loads(line))
             except json.JSONDecodeError:
-                raise UserError(f"--parity {path} line {n} is not JSON: pass `tools/crosscheck.py --json` "
-                                "output") from None
+                raise UserError(
+                    f"--parity {path} line {n} is not JSON: pass `tools/crosscheck.py --json` output"
+                ) from None
     if not checks or any(c.get("model") != model or "max_error" not in c for c in checks):
         raise UserError(f"--parity {path} is not `tools/crosscheck.py --json` output for {model}")
-    return {"checks": len(checks), "passed": sum(bool(c.get("passed")) for c in checks),
-            "max_error": {c["name"]: c["max_error"] for c in checks}}
+    return {
+        "checks": len(checks),
+        "passed": sum(bool(c.get("passed")) for c in checks),
+        "max_error": {c["name"]: c["max_error"] for c in checks},
+    }
 
 
 def _results(paths: list[str | Path], model: str, meta: dict) -> dict:
     """Metrics per framework: the training run's test metrics, plus `tools/evaluate.py --json` outputs."""
     results = {}
     if meta.get("framework") and isinstance(meta.get("metrics", {}).get("test"), dict):
-        results[meta["framework"]] = {"data": meta.get("data"), "split": "test", "metrics": meta["metrics"]["test"]}
+        results[meta["framework"]] = {
+            "data": meta.get("data"),
+            "split": "test",
+            "metrics": meta["metrics"]["test"],
+        }
     for path in paths:
         try:
             result = json.loads(Path(path).read_text())
             fw, metrics = result["framework"], result["metrics"]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"--results {path} is not `tools/evaluate.py --json` output ({_one_line(err)})") from None
+            raise UserError(
+                f"--results {path} is not `tools/evaluate.py --json` output ({_one_line(err)})"
+            ) from None
         if result.get("model") != model:
             raise UserError(f"--results {path} evaluates {result.get('model')!r}, not {model!r}")
         results[fw] = {"data": result.get("data"), "split": result.get("split"), "metrics": metrics}
@@ -435,9 +539,17 @@ def _results(paths: list[str | Path], model: str, meta: dict) -> dict:
 
 
 @_store_errors
-def push(source: str | Path, url: str, *, name: str | None = None, version: str | None = None,
-         force: bool = False, parity: str | Path | None = None, results: list[str | Path] | None = None,
-         options: dict | None = None) -> dict:
+def push(
+    source: str | Path,
+    url: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    force: bool = False,
+    parity: str | Path | None = None,
+    results: list[str | Path] | None = None,
+    options: dict | None = None,
+) -> dict:
     """Publish a checkpoint (or run folder) as <name>/<version>/ in the store at `url`; returns its index entry."""
     folder = checkpoint.resolve(source)
     manifest = checkpoint.verify(folder)
@@ -446,8 +558,11 @@ def push(source: str | Path, url: str, *, name: str | None = None, version: str 
     check_safetensors(folder / "weights.safetensors")
     model = json.loads((folder / "config.json").read_text())["model"]
     meta = json.loads((folder / "meta.json").read_text())
-    card = front_matter((folder / "README.md").read_text(), f"{folder}/README.md") \
-        if "README.md" in manifest["files"] else {}
+    card = (
+        front_matter((folder / "README.md").read_text(), f"{folder}/README.md")
+        if "README.md" in manifest["files"]
+        else {}
+    )
     name = check_name("--name", name or model.replace("/", "-"))
 
     store = Store(url, options, for_push=True)
@@ -460,28 +575,43 @@ def push(source: str | Path, url: str, *, name: str | None = None, version: str 
         version = f"v{number}"
     check_name("--version", version)
     if version in versions and not force:
-        raise UserError(f"{name}/{version} already exists in {url} and versions are immutable: pass another "
-                        "--version, or --force to replace it")
+        raise UserError(
+            f"{name}/{version} already exists in {url} and versions are immutable: pass another "
+            "--version, or --force to replace it"
+        )
 
-    entry = {"path": f"{name}/{version}", "model": model, "manifest_sha256": hashlib.sha256(manifest_raw).hexdigest(),
-             "files": len(manifest["files"]) + 1,
-             "size": sum(e["size"] for e in manifest["files"].values()) + len(manifest_raw),
-             "framework": meta.get("framework"), "data": meta.get("data"), "created": meta.get("created"),
-             "pushed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "git_commit": meta.get("git_commit"),
-             "metrics": meta.get("metrics", {}).get("test", {}),
-             "results": _results(results or [], model, meta),
-             "parity": _parity(parity, model) if parity else meta.get("parity"),
-             "card": {k: card[k] for k in ("license", "tags", "datasets", "metrics") if k in card}}
+    entry = {
+        "path": f"{name}/{version}",
+        "model": model,
+        "manifest_sha256": hashlib.sha256(manifest_raw).hexdigest(),
+        "files": len(manifest["files"]) + 1,
+        "size": sum(e["size"] for e in manifest["files"].values()) + len(manifest_raw),
+        "framework": meta.get("framework"),
+        "data": meta.get("data"),
+        "created": meta.get("created"),
+        "pushed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": meta.get("git_commit"),
+        "metrics": meta.get("metrics", {}).get("test", {}),
+        "results": _results(results or [], model, meta),
+        "parity": _parity(parity, model) if parity else meta.get("parity"),
+        "card": {k: card[k] for k in ("license", "tags", "datasets", "metrics") if k in card},
+    }
     index["models"].setdefault(name, {"model": model, "versions": {}})["versions"][version] = entry
     index["updated"] = entry["pushed"]
-    uploads: list[tuple[str, Path | bytes]] = [(f"{name}/{version}/{f}", folder / f) for f in sorted(manifest["files"])]
-    uploads += [(f"{name}/{version}/manifest.json", manifest_raw), ("README.md", store_card(index).encode()),
-                ("index.json", (json.dumps(index, indent=2) + "\n").encode())]
+    uploads: list[tuple[str, Path | bytes]] = [
+        (f"{name}/{version}/{f}", folder / f) for f in sorted(manifest["files"])
+    ]
+    uploads += [
+        (f"{name}/{version}/manifest.json", manifest_raw),
+        ("README.md", store_card(index).encode()),
+        ("index.json", (json.dumps(index, indent=2) + "\n").encode()),
+    ]
     store.publish(uploads, f"zoo: push {name} {version} ({model}, trained in {entry['framework']})")
     return {"url": store.child_url(name, version), **entry}
 
 
 # ---------------------------------------------------------------- locate, pull, fetch
+
 
 @dataclass
 class Version:
@@ -501,7 +631,9 @@ def _split(url: str) -> tuple[str, str]:
     head, sep, tail = url.rstrip("/").rpartition("/")
     head = head if sep else "."
     if not tail or head.endswith(":/") or (url.startswith("hf://") and len(parse_hf(url).prefix) == 0):
-        raise UserError(f"{url} names no model: expected <store>/<name>[/<version>] or <store>/<name>@<version>")
+        raise UserError(
+            f"{url} names no model: expected <store>/<name>[/<version>] or <store>/<name>@<version>"
+        )
     return head, tail
 
 
@@ -535,25 +667,33 @@ def locate(url: str, options: dict | None = None) -> Version:
         if (upper_index := upper.read_index()) is not None:
             store, index, name, version = upper, upper_index, parent, name
     if index is None:
-        raise UserError(f"no zoo store at {store.url} (no index.json): check the URL; `tools/hub.py push` creates one")
+        raise UserError(
+            f"no zoo store at {store.url} (no index.json): check the URL; `tools/hub.py push` creates one"
+        )
     model = index["models"].get(check_name("model name", name))
     if model is None:
         raise UserError(f"{store.url} has no model {name!r}; it has: {', '.join(index['models']) or 'none'}")
     version = check_name("version", version or list(model["versions"])[-1])
     entry = model["versions"].get(version)
     if entry is None:
-        raise UserError(f"{name} has no published version {version!r} in {store.url} (an unfinished push is not "
-                        f"published); versions: {', '.join(model['versions'])}")
+        raise UserError(
+            f"{name} has no published version {version!r} in {store.url} (an unfinished push is not "
+            f"published); versions: {', '.join(model['versions'])}"
+        )
     if entry.get("path") != f"{name}/{version}":
-        raise UserError(f"the index of {store.url} places {name}/{version} at {entry.get('path')!r}, outside "
-                        f"{name}/{version}/; refusing it")
+        raise UserError(
+            f"the index of {store.url} places {name}/{version} at {entry.get('path')!r}, outside "
+            f"{name}/{version}/; refusing it"
+        )
     raw = store.read(f"{entry['path']}/manifest.json")
     where = store.child_url(entry["path"], "manifest.json")
     if raw is None:
         raise UserError(f"{where} is missing although the index lists {name}/{version}; the store is damaged")
     if hashlib.sha256(raw).hexdigest() != entry["manifest_sha256"]:
-        raise UserError(f"{where} does not match the sha256 the index recorded at push time (altered in the "
-                        "store); refusing it")
+        raise UserError(
+            f"{where} does not match the sha256 the index recorded at push time (altered in the "
+            "store); refusing it"
+        )
     return Version(store, name, version, entry, raw, check_manifest(raw, where))
 
 
@@ -571,13 +711,16 @@ def _download(v: Version, staging: Path) -> None:
                     digest.update(chunk)
                     dst.write(chunk)
         except FileNotFoundError:
-            raise UserError(f"{fname}, listed in the manifest of {v.url}, is missing from the store; nothing "
-                            "was kept") from None
+            raise UserError(
+                f"{fname}, listed in the manifest of {v.url}, is missing from the store; nothing was kept"
+            ) from None
         if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
             found = f"more than {expected['size']}" if size > expected["size"] else str(size)
-            raise UserError(f"{fname} from {v.url} does not match its manifest ({found} bytes, expected "
-                            f"{expected['size']}; sha256 {'differs' if size == expected['size'] else 'not checked'}):"
-                            " altered or truncated in the store; nothing was kept")
+            raise UserError(
+                f"{fname} from {v.url} does not match its manifest ({found} bytes, expected "
+                f"{expected['size']}; sha256 {'differs' if size == expected['size'] else 'not checked'}):"
+                " altered or truncated in the store; nothing was kept"
+            )
     (staging / "manifest.json").write_bytes(v.manifest_raw)
     check_safetensors(staging / "weights.safetensors")
     checkpoint.verify(staging)
@@ -640,11 +783,14 @@ def fetch(url: str, options: dict | None = None) -> Path:
 
 # ---------------------------------------------------------------- ls, show
 
+
 @_store_errors
 def list_store(url: str, options: dict | None = None) -> dict:
     index = Store(url, options).read_index()
     if index is None:
-        raise UserError(f"no zoo store at {url} (no index.json): check the URL; `tools/hub.py push` creates one")
+        raise UserError(
+            f"no zoo store at {url} (no index.json): check the URL; `tools/hub.py push` creates one"
+        )
     return index
 
 
@@ -658,4 +804,10 @@ def show(url: str, options: dict | None = None) -> dict:
             raise UserError(f"{head} has no model {tail!r}; it has: {', '.join(index['models']) or 'none'}")
         return {"store": head, "name": tail, **index["models"][tail]}
     v = locate(url, options)
-    return {"url": v.url, "name": v.name, "version": v.version, "entry": v.entry, "files": v.manifest["files"]}
+    return {
+        "url": v.url,
+        "name": v.name,
+        "version": v.version,
+        "entry": v.entry,
+        "files": v.manifest["files"],
+    }

@@ -33,7 +33,9 @@ def get_weights(model: keras.Model, rows: Sequence[Row]) -> dict[str, np.ndarray
     variables = _check_map_covers_model(model, rows)
     out: dict[str, np.ndarray] = {}
     for r in rows:
-        arrays = r.transform.to_canonical([np.array(keras.ops.convert_to_numpy(variables[p])) for p in r.keras])
+        arrays = r.transform.to_canonical(
+            [np.array(keras.ops.convert_to_numpy(variables[p])) for p in r.keras]
+        )
         out.update(zip(r.canonical, arrays))
     return out
 

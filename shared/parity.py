@@ -57,7 +57,9 @@ LR_RTOL = 1e-6  # the learning rate at every step (Keras holds it in a float32 v
 CURVE_WINDOW = 0.05  # whole run: each loss curve is a trailing mean over 5% of the steps (at least 5),
 CURVE_BAND = 0.05  # and the two stay within 5% of max(smoothed loss, 5% of the starting loss)
 METRIC_SPREAD = 2.0  # final primary metric, 2+ seeds: |mean_torch - mean_keras| <= 2 pooled seed std devs,
-METRIC_FLOOR = 0.01  # or 1% of the metric's size, whichever is larger (a few seeds estimate the spread loosely)
+METRIC_FLOOR = (
+    0.01  # or 1% of the metric's size, whichever is larger (a few seeds estimate the spread loosely)
+)
 PROBE_LIMIT = 32  # steps probed (float64, identical weights) per run before the search stops
 
 CARD_HEADING, README_HEADING = "## Parity (trained, tier 2)", "## Parity"
@@ -102,8 +104,15 @@ def gradient_floor(grads: dict[str, np.ndarray]) -> float:
 class Twins:
     """Both twins of one seed, stepped in lockstep on the same batches with the same learning rates."""
 
-    def __init__(self, spec, config, total_steps: int, probes: int = 0, inject: Injection | None = None,
-                 float64: bool = False):
+    def __init__(
+        self,
+        spec,
+        config,
+        total_steps: int,
+        probes: int = 0,
+        inject: Injection | None = None,
+        float64: bool = False,
+    ):
         from shared.crosscheck import build_float64
         from shared.frameworks import load_both
         from shared.train import keras_trainer, torch_trainer
@@ -131,10 +140,14 @@ class Twins:
 
         loss, grads = keras_trainer.loss_and_grads(self.k_impl, model, batch, self.config)
         if self.inject and step >= self.inject.step:
-            path = next((r.keras[0] for r in self.rows if r.canonical == (self.inject.tensor,) and len(r.keras) == 1),
-                        None)
+            path = next(
+                (r.keras[0] for r in self.rows if r.canonical == (self.inject.tensor,) and len(r.keras) == 1),
+                None,
+            )
             if path is None:
-                raise ValueError(f"inject: {self.inject.tensor!r} is not a canonical tensor held in one Keras variable")
+                raise ValueError(
+                    f"inject: {self.inject.tensor!r} is not a canonical tensor held in one Keras variable"
+                )
             grads[path] = grads[path] * self.inject.scale
         return loss, grads
 
@@ -161,12 +174,20 @@ class Twins:
         keras_seconds = time.perf_counter() - start
 
         k_grads = grads_to_canonical(self.keras_model, self.rows, k_by_path)
-        grads = compare_dicts("gradients", t_grads, k_grads, STEP_RTOL[self.precision], gradient_floor(t_grads))
-        record = {"step": step, "lr_torch": self.t_opt.param_groups[0]["lr"],
-                  "lr_keras": float(keras.ops.convert_to_numpy(self.k_opt.learning_rate)),
-                  "loss_torch": t_loss, "loss_keras": k_loss,
-                  "grad_norm_torch": global_norm(t_grads), "grad_norm_keras": global_norm(k_grads),
-                  "grad_error": grads.max_error, "grad_error_at": grads.detail.removeprefix("worst: ")}
+        grads = compare_dicts(
+            "gradients", t_grads, k_grads, STEP_RTOL[self.precision], gradient_floor(t_grads)
+        )
+        record = {
+            "step": step,
+            "lr_torch": self.t_opt.param_groups[0]["lr"],
+            "lr_keras": float(keras.ops.convert_to_numpy(self.k_opt.learning_rate)),
+            "loss_torch": t_loss,
+            "loss_keras": k_loss,
+            "grad_norm_torch": global_norm(t_grads),
+            "grad_norm_keras": global_norm(k_grads),
+            "grad_error": grads.max_error,
+            "grad_error_at": grads.detail.removeprefix("worst: "),
+        }
         if parted(record, self.precision) and self.probes_left > 0 and not self.found:
             record["probe"] = self.probe(step, batch)
             self.probes_left -= 1
@@ -192,7 +213,10 @@ class Twins:
         if self.float64 is None:
             self.float64 = build_float64(self.spec, self.config)
         torch64, keras64 = self.float64
-        torch_weights, keras_weights = self.spec.get_weights(self.torch_model), self.spec.get_weights(self.keras_model)
+        torch_weights, keras_weights = (
+            self.spec.get_weights(self.torch_model),
+            self.spec.get_weights(self.keras_model),
+        )
         self.spec.set_weights(torch64, torch_weights)
         self.spec.set_weights(keras64, torch_weights)
         batch = float64_batch(batch)
@@ -200,17 +224,29 @@ class Twins:
         k_loss, k_by_path = self.keras_loss_and_grads(keras64, batch, step)
         k_grads = grads_to_canonical(keras64, self.rows, k_by_path)
         floor = gradient_floor(t_grads)
-        errors = {n: compare_dicts(n, {n: g}, {n: k_grads[n]} if n in k_grads else {}, PROBE_RTOL, floor).max_error
-                  for n, g in t_grads.items()}  # canonical order, which follows the forward pass
+        errors = {
+            n: compare_dicts(n, {n: g}, {n: k_grads[n]} if n in k_grads else {}, PROBE_RTOL, floor).max_error
+            for n, g in t_grads.items()
+        }  # canonical order, which follows the forward pass
         beyond = [[n, e] for n, e in errors.items() if e > PROBE_RTOL]
-        params = compare_dicts("parameters", {n: torch_weights[n] for n in t_grads},
-                               {n: keras_weights[n] for n in t_grads}, STEP_RTOL[self.precision])
-        return {"step": step, "loss_error": rel(t_loss, k_loss), "forward_differs": rel(t_loss, k_loss) > PROBE_RTOL,
-                "gradient_error": max(errors.values(), default=0.0), "beyond": beyond,
-                # A gradient error enters at one layer and flows toward the input: the tensor beyond
-                # tolerance nearest the output (last in definition order) is where to look first.
-                "layer": beyond[-1][0] if beyond else None,
-                "parameter_error": params.max_error, "parameter_error_at": params.detail.removeprefix("worst: ")}
+        params = compare_dicts(
+            "parameters",
+            {n: torch_weights[n] for n in t_grads},
+            {n: keras_weights[n] for n in t_grads},
+            STEP_RTOL[self.precision],
+        )
+        return {
+            "step": step,
+            "loss_error": rel(t_loss, k_loss),
+            "forward_differs": rel(t_loss, k_loss) > PROBE_RTOL,
+            "gradient_error": max(errors.values(), default=0.0),
+            "beyond": beyond,
+            # A gradient error enters at one layer and flows toward the input: the tensor beyond
+            # tolerance nearest the output (last in definition order) is where to look first.
+            "layer": beyond[-1][0] if beyond else None,
+            "parameter_error": params.max_error,
+            "parameter_error_at": params.detail.removeprefix("worst: "),
+        }
 
 
 def parted(record: dict, precision: str) -> bool:
@@ -226,29 +262,55 @@ def first_divergence(records: list[dict], precision: str) -> dict | None:
         return None
     probes = [r["probe"] for r in records if "probe" in r]
     found = next((p for p in probes if p["forward_differs"] or p["beyond"]), None)
-    out = {"precision": precision, "parted_at": part["step"], "loss_error": rel(part["loss_torch"], part["loss_keras"]),
-           "grad_error": part["grad_error"], "grad_error_at": part["grad_error_at"],
-           "probed_steps": [p["step"] for p in probes], "step": None, "layer": None, "beyond": [],
-           "probe_error": max((p["gradient_error"] for p in probes), default=0.0)}
+    out = {
+        "precision": precision,
+        "parted_at": part["step"],
+        "loss_error": rel(part["loss_torch"], part["loss_keras"]),
+        "grad_error": part["grad_error"],
+        "grad_error_at": part["grad_error_at"],
+        "probed_steps": [p["step"] for p in probes],
+        "step": None,
+        "layer": None,
+        "beyond": [],
+        "probe_error": max((p["gradient_error"] for p in probes), default=0.0),
+    }
     if found:
-        what = (f"the losses differ (relative {found['loss_error']:.1e}): the forward pass differs"
-                if found["forward_differs"] else
-                f"the gradients differ: {len(found['beyond'])} tensor(s) beyond {PROBE_RTOL:.0e}")
-        out |= {"step": found["step"], "layer": found["layer"], "beyond": found["beyond"],
-                "probe_error": found["loss_error"] if found["forward_differs"] else found["gradient_error"],
-                "cause": f"at step {found['step']}, in float64 at identical weights, {what}; nearest the output: "
-                         f"{found['layer']}"}
+        what = (
+            f"the losses differ (relative {found['loss_error']:.1e}): the forward pass differs"
+            if found["forward_differs"]
+            else f"the gradients differ: {len(found['beyond'])} tensor(s) beyond {PROBE_RTOL:.0e}"
+        )
+        out |= {
+            "step": found["step"],
+            "layer": found["layer"],
+            "beyond": found["beyond"],
+            "probe_error": found["loss_error"] if found["forward_differs"] else found["gradient_error"],
+            "cause": f"at step {found['step']}, in float64 at identical weights, {what}; nearest the output: "
+            f"{found['layer']}",
+        }
     else:
         first = probes[0]
-        out["cause"] = (f"{len(probes)} probed step(s) from step {first['step']}: in float64 at identical weights "
-                        "losses and gradients agree, so the update (optimizer, weight decay, clipping) differs or "
-                        f"{precision} drift grew; before step {first['step']} the parameters differ by "
-                        f"{first['parameter_error']:.1e} (worst {first['parameter_error_at']})")
+        out["cause"] = (
+            f"{len(probes)} probed step(s) from step {first['step']}: in float64 at identical weights "
+            "losses and gradients agree, so the update (optimizer, weight decay, clipping) differs or "
+            f"{precision} drift grew; before step {first['step']} the parameters differ by "
+            f"{first['parameter_error']:.1e} (worst {first['parameter_error_at']})"
+        )
     return out
 
 
-def train_lockstep(spec, config, splits: dict, steps: int, total_steps: int, *, diagnose: bool,
-                   inject: Injection | None = None, float64: bool = False, evaluate: bool = True) -> dict:
+def train_lockstep(
+    spec,
+    config,
+    splits: dict,
+    steps: int,
+    total_steps: int,
+    *,
+    diagnose: bool,
+    inject: Injection | None = None,
+    float64: bool = False,
+    evaluate: bool = True,
+) -> dict:
     """`steps` lockstep steps of both twins (schedule over `total_steps`), then their test metrics.
 
     diagnose: probe where the runs part (only meaningful with dropout off, where both are deterministic).
@@ -261,13 +323,20 @@ def train_lockstep(spec, config, splits: dict, steps: int, total_steps: int, *, 
     batches = itertools.chain.from_iterable(iterator.batches(epoch) for epoch in itertools.count())
     start = time.perf_counter()
     records = [twins.step(step, batch) for step, batch in zip(range(steps), batches)]
-    out = {"seed": config.seed, "precision": twins.precision, "records": records,
-           "train_seconds": dict(twins.seconds), "wall_seconds": time.perf_counter() - start,
-           "first_divergence": first_divergence(records, twins.precision) if diagnose else None}
+    out = {
+        "seed": config.seed,
+        "precision": twins.precision,
+        "records": records,
+        "train_seconds": dict(twins.seconds),
+        "wall_seconds": time.perf_counter() - start,
+        "first_divergence": first_divergence(records, twins.precision) if diagnose else None,
+    }
     if evaluate:
         models = {"torch": twins.torch_model, "keras": twins.keras_model}
-        out["test"] = {fw: evaluate_arrays(spec, m, splits["test"], config, config.eval_batch_size)
-                       for fw, m in models.items()}
+        out["test"] = {
+            fw: evaluate_arrays(spec, m, splits["test"], config, config.eval_batch_size)
+            for fw, m in models.items()
+        }
     return out
 
 
@@ -301,7 +370,9 @@ def metric_summary(runs: list[dict]) -> dict:
     """Per numeric test metric: mean, std (over seeds) and values per framework, and keras - torch."""
     out = {}
     first = runs[0]["test"]["torch"]
-    for name in [k for k, v in first.items() if isinstance(v, int | float | np.number) and not isinstance(v, bool)]:
+    for name in [
+        k for k, v in first.items() if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    ]:
         entry = {}
         for fw in ("torch", "keras"):
             values = [float(r["test"][fw][name]) for r in runs]
@@ -324,24 +395,47 @@ def compare(runs: list[dict], early: list[dict], task) -> tuple[list[Check], dic
     (band_err, band_step), band_seed = max((curve_band(r["records"]), r["seed"]) for r in runs)
     metrics = metric_summary(runs)
     if task.PRIMARY_METRIC not in metrics:
-        raise ValueError(f"the task's metrics {', '.join(metrics)} lack its PRIMARY_METRIC {task.PRIMARY_METRIC!r}")
+        raise ValueError(
+            f"the task's metrics {', '.join(metrics)} lack its PRIMARY_METRIC {task.PRIMARY_METRIC!r}"
+        )
     m = metrics[task.PRIMARY_METRIC]
     n = len(early[0]["records"])
     checks = [
-        Check(f"early_loss_first_{n}_steps_float64", loss_err, EARLY_LOSS_RTOL, loss_err <= EARLY_LOSS_RTOL,
-              f"dropout off, relative, worst at {loss_at}"),
-        Check(f"early_grad_norm_first_{n}_steps_float64", norm_err, EARLY_GRAD_NORM_RTOL,
-              norm_err <= EARLY_GRAD_NORM_RTOL, f"dropout off, relative, worst at {norm_at}"),
+        Check(
+            f"early_loss_first_{n}_steps_float64",
+            loss_err,
+            EARLY_LOSS_RTOL,
+            loss_err <= EARLY_LOSS_RTOL,
+            f"dropout off, relative, worst at {loss_at}",
+        ),
+        Check(
+            f"early_grad_norm_first_{n}_steps_float64",
+            norm_err,
+            EARLY_GRAD_NORM_RTOL,
+            norm_err <= EARLY_GRAD_NORM_RTOL,
+            f"dropout off, relative, worst at {norm_at}",
+        ),
         Check("learning_rate_every_step", lr_err, LR_RTOL, lr_err <= LR_RTOL, f"relative, worst at {lr_at_}"),
-        Check("loss_curve_band", band_err, CURVE_BAND, band_err <= CURVE_BAND,
-              f"float32, trailing mean over {CURVE_WINDOW:.0%} of the steps, worst at seed {band_seed} step {band_step}"),
+        Check(
+            "loss_curve_band",
+            band_err,
+            CURVE_BAND,
+            band_err <= CURVE_BAND,
+            f"float32, trailing mean over {CURVE_WINDOW:.0%} of the steps, worst at seed {band_seed} step {band_step}",
+        ),
         probe_check([r["first_divergence"] for r in early + runs]),
     ]
     if m["tolerance"] is not None:
-        checks.append(Check(f"final_{task.PRIMARY_METRIC}", abs(m["difference"]), m["tolerance"],
-                            abs(m["difference"]) <= m["tolerance"],
-                            f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras "
-                            f"{m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} over {len(runs)} seeds"))
+        checks.append(
+            Check(
+                f"final_{task.PRIMARY_METRIC}",
+                abs(m["difference"]),
+                m["tolerance"],
+                abs(m["difference"]) <= m["tolerance"],
+                f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras "
+                f"{m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} over {len(runs)} seeds",
+            )
+        )
     return checks, metrics
 
 
@@ -350,19 +444,30 @@ def probe_check(divergences: list[dict | None]) -> Check:
     parted_runs = [d for d in divergences if d]
     found = next((d for d in parted_runs if d["step"] is not None), None)
     if found:
-        return Check("float64_gradients_where_runs_part", found["probe_error"], PROBE_RTOL, False, found["cause"])
+        return Check(
+            "float64_gradients_where_runs_part", found["probe_error"], PROBE_RTOL, False, found["cause"]
+        )
     probed = sum(len(d["probed_steps"]) for d in parted_runs)
     worst = max((d["probe_error"] for d in parted_runs), default=0.0)
-    return Check("float64_gradients_where_runs_part", worst, PROBE_RTOL, True,
-                 f"{probed} step(s) probed where dropout-off runs part" if probed else "the runs never part")
+    return Check(
+        "float64_gradients_where_runs_part",
+        worst,
+        PROBE_RTOL,
+        True,
+        f"{probed} step(s) probed where dropout-off runs part" if probed else "the runs never part",
+    )
 
 
 def tier1_summary(checks: list[Check]) -> dict:
     measured = [c for c in checks if c.tolerance > 0]
     worst = max(measured, key=lambda c: c.max_error, default=None)
-    return {"passed": all(c.passed for c in checks), "count": len(checks),
-            "failed": [c.name for c in checks if not c.passed],
-            "max_error": worst.max_error if worst else 0.0, "max_error_check": worst.name if worst else ""}
+    return {
+        "passed": all(c.passed for c in checks),
+        "count": len(checks),
+        "failed": [c.name for c in checks if not c.passed],
+        "max_error": worst.max_error if worst else 0.0,
+        "max_error_check": worst.name if worst else "",
+    }
 
 
 def machine() -> str:
@@ -377,9 +482,19 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, smoke: bool = False,
-               early_steps: int = EARLY_STEPS, threads: int | None = None, inject: Injection | None = None,
-               tier1: list[Check] | None = None, command: str = "") -> dict:
+def run_parity(
+    spec,
+    config=None,
+    *,
+    steps: int | None = None,
+    seeds: int = 1,
+    smoke: bool = False,
+    early_steps: int = EARLY_STEPS,
+    threads: int | None = None,
+    inject: Injection | None = None,
+    tier1: list[Check] | None = None,
+    command: str = "",
+) -> dict:
     """Train both twins in lockstep for `steps` steps (default: the recipe's epochs) and `seeds` seeds,
     after `early_steps` steps in float64 with dropout off."""
     from shared.checkpoint import git_commit, versions
@@ -398,8 +513,10 @@ def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, s
     splits, _ = spec.task_module.prepare(load_data(data, **data_kwargs), config)
     per_epoch = len(BatchIterator(splits["train"], config.batch_size, drop_last=True))
     if per_epoch == 0:
-        raise UserError(f"the training split of {data} is smaller than one batch of {config.batch_size}: "
-                        "pass --set batch_size=<smaller>")
+        raise UserError(
+            f"the training split of {data} is smaller than one batch of {config.batch_size}: "
+            "pass --set batch_size=<smaller>"
+        )
     steps = config.epochs * per_epoch if steps is None else steps
     if steps < 1:
         raise UserError(f"--steps must be >= 1; found {steps}")
@@ -409,27 +526,64 @@ def run_parity(spec, config=None, *, steps: int | None = None, seeds: int = 1, s
     runs, early = [], []
     for k in range(seeds):
         seeded = spec.config(**{**config_to_dict(config), "seed": config.seed + k})
-        early.append(train_lockstep(spec, no_dropout(spec, seeded), splits, min(early_steps, steps), steps,
-                                    diagnose=True, inject=inject, float64=True, evaluate=False))
-        runs.append(train_lockstep(spec, seeded, splits, steps, steps, diagnose=not has_dropout(seeded),
-                                   inject=inject))
+        early.append(
+            train_lockstep(
+                spec,
+                no_dropout(spec, seeded),
+                splits,
+                min(early_steps, steps),
+                steps,
+                diagnose=True,
+                inject=inject,
+                float64=True,
+                evaluate=False,
+            )
+        )
+        runs.append(
+            train_lockstep(
+                spec, seeded, splits, steps, steps, diagnose=not has_dropout(seeded), inject=inject
+            )
+        )
 
     checks, metrics = compare(runs, early, spec.task_module)
     divergence = next((r["first_divergence"] for r in early + runs if r["first_divergence"]), None)
     return {
-        "model": spec.name, "task": spec.task, "data": data, "data_kwargs": data_kwargs, "smoke": smoke,
-        "steps": steps, "steps_per_epoch": per_epoch, "seeds": [r["seed"] for r in runs],
-        "config": config_to_dict(config), "primary_metric": spec.task_module.PRIMARY_METRIC,
-        "passed": all(c.passed for c in checks), "checks": [c.as_dict() for c in checks], "metrics": metrics,
-        "first_divergence": divergence, "tier1": tier1_summary(tier1) if tier1 is not None else None,
-        "tolerances": {"early_steps": early_steps, "early_loss_rtol": EARLY_LOSS_RTOL,
-                       "early_grad_norm_rtol": EARLY_GRAD_NORM_RTOL, "step_rtol": STEP_RTOL,
-                       "probe_rtol": PROBE_RTOL, "lr_rtol": LR_RTOL, "curve_window": CURVE_WINDOW,
-                       "curve_band": CURVE_BAND, "metric_spread": METRIC_SPREAD, "metric_floor": METRIC_FLOOR,
-                       "probe_limit": PROBE_LIMIT},
-        "runs": runs, "early_runs": early, "command": command, "threads": threads,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
-        "versions": versions(), "git_commit": git_commit(),
+        "model": spec.name,
+        "task": spec.task,
+        "data": data,
+        "data_kwargs": data_kwargs,
+        "smoke": smoke,
+        "steps": steps,
+        "steps_per_epoch": per_epoch,
+        "seeds": [r["seed"] for r in runs],
+        "config": config_to_dict(config),
+        "primary_metric": spec.task_module.PRIMARY_METRIC,
+        "passed": all(c.passed for c in checks),
+        "checks": [c.as_dict() for c in checks],
+        "metrics": metrics,
+        "first_divergence": divergence,
+        "tier1": tier1_summary(tier1) if tier1 is not None else None,
+        "tolerances": {
+            "early_steps": early_steps,
+            "early_loss_rtol": EARLY_LOSS_RTOL,
+            "early_grad_norm_rtol": EARLY_GRAD_NORM_RTOL,
+            "step_rtol": STEP_RTOL,
+            "probe_rtol": PROBE_RTOL,
+            "lr_rtol": LR_RTOL,
+            "curve_window": CURVE_WINDOW,
+            "curve_band": CURVE_BAND,
+            "metric_spread": METRIC_SPREAD,
+            "metric_floor": METRIC_FLOOR,
+            "probe_limit": PROBE_LIMIT,
+        },
+        "runs": runs,
+        "early_runs": early,
+        "command": command,
+        "threads": threads,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "git_commit": git_commit(),
     }
 
 
@@ -437,21 +591,38 @@ def summary(report: dict) -> dict:
     """One model's row of the top README's table."""
     m = report["metrics"][report["primary_metric"]]
     tier1 = report["tier1"] or {}
-    return {"model": report["model"], "data": report["data"], "smoke": report["smoke"], "steps": report["steps"],
-            "seeds": len(report["seeds"]), "metric": report["primary_metric"],
-            "torch_mean": m["torch"]["mean"], "torch_std": m["torch"]["std"], "keras_mean": m["keras"]["mean"],
-            "keras_std": m["keras"]["std"], "difference": m["difference"], "tolerance": m["tolerance"],
-            "passed": report["passed"], "tier1_max_error": tier1.get("max_error"),
-            "tier1_check": tier1.get("max_error_check"), "tier1_passed": tier1.get("passed"),
-            "created": report["created"], "command": report["command"]}
+    return {
+        "model": report["model"],
+        "data": report["data"],
+        "smoke": report["smoke"],
+        "steps": report["steps"],
+        "seeds": len(report["seeds"]),
+        "metric": report["primary_metric"],
+        "torch_mean": m["torch"]["mean"],
+        "torch_std": m["torch"]["std"],
+        "keras_mean": m["keras"]["mean"],
+        "keras_std": m["keras"]["std"],
+        "difference": m["difference"],
+        "tolerance": m["tolerance"],
+        "passed": report["passed"],
+        "tier1_max_error": tier1.get("max_error"),
+        "tier1_check": tier1.get("max_error_check"),
+        "tier1_passed": tier1.get("passed"),
+        "created": report["created"],
+        "command": report["command"],
+    }
 
 
 def _divergence_text(d: dict | None) -> str:
     if d is None:
-        return ("No dropout-off run parts beyond its per-step tolerance (loss and per-tensor gradients: "
-                f"{STEP_RTOL['float64']:.0e} in float64, {STEP_RTOL['float32']:.0e} in float32).")
-    return (f"The dropout-off {d['precision']} runs part at step {d['parted_at']} (loss {d['loss_error']:.1e}, "
-            f"gradient {d['grad_error']:.1e} at `{d['grad_error_at']}`). {d['cause']}.")
+        return (
+            "No dropout-off run parts beyond its per-step tolerance (loss and per-tensor gradients: "
+            f"{STEP_RTOL['float64']:.0e} in float64, {STEP_RTOL['float32']:.0e} in float32)."
+        )
+    return (
+        f"The dropout-off {d['precision']} runs part at step {d['parted_at']} (loss {d['loss_error']:.1e}, "
+        f"gradient {d['grad_error']:.1e} at `{d['grad_error_at']}`). {d['cause']}."
+    )
 
 
 def markdown(report: dict) -> str:
@@ -469,16 +640,28 @@ def markdown(report: dict) -> str:
         "",
         "| check | measured | tolerance | result | detail |",
         "| --- | --- | --- | --- | --- |",
-        *(f"| {c['name']} | {c['max_error']:.2e} | {c['tolerance']:.2g} | {'PASS' if c['passed'] else '**FAIL**'} "
-          f"| {c['detail']} |" for c in report["checks"]),
+        *(
+            f"| {c['name']} | {c['max_error']:.2e} | {c['tolerance']:.2g} | {'PASS' if c['passed'] else '**FAIL**'} "
+            f"| {c['detail']} |"
+            for c in report["checks"]
+        ),
         "",
         "| test metric | torch (mean ± std) | keras (mean ± std) | keras − torch |",
         "| --- | --- | --- | --- |",
-        *(f"| {name}{' (primary)' if name == report['primary_metric'] else ''} | {m['torch']['mean']:.4f} ± "
-          f"{m['torch']['std']:.4f} | {m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} | {m['difference']:+.4f} |"
-          for name, m in report["metrics"].items()),
-        *(["", "One seed: the test metrics are reported, not judged (there is no seed-to-seed spread to judge "
-           "their difference against); `--seeds 3` judges them."] if len(report["seeds"]) == 1 else []),
+        *(
+            f"| {name}{' (primary)' if name == report['primary_metric'] else ''} | {m['torch']['mean']:.4f} ± "
+            f"{m['torch']['std']:.4f} | {m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} | {m['difference']:+.4f} |"
+            for name, m in report["metrics"].items()
+        ),
+        *(
+            [
+                "",
+                "One seed: the test metrics are reported, not judged (there is no seed-to-seed spread to judge "
+                "their difference against); `--seeds 3` judges them.",
+            ]
+            if len(report["seeds"]) == 1
+            else []
+        ),
         "",
         _divergence_text(report["first_divergence"]),
         "",
@@ -488,11 +671,14 @@ def markdown(report: dict) -> str:
     ]
     if report["tier1"]:
         t = report["tier1"]
-        lines.append(f"Tier 1: {t['count'] - len(t['failed'])}/{t['count']} checks pass; largest error "
-                     f"{t['max_error']:.1e} ({t['max_error_check']}).")
+        lines.append(
+            f"Tier 1: {t['count'] - len(t['failed'])}/{t['count']} checks pass; largest error "
+            f"{t['max_error']:.1e} ({t['max_error_check']})."
+        )
     seconds = {fw: float(np.mean([r["train_seconds"][fw] for r in runs])) for fw in ("torch", "keras")}
-    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k in ("torch", "keras", "tensorflow",
-                                                                                     "numpy"))
+    versions = ", ".join(
+        f"{k} {v}" for k, v in report["versions"].items() if k in ("torch", "keras", "tensorflow", "numpy")
+    )
     lines += [
         f"Training time per seed (optimizer steps only, both twins in one process, {report['threads'] or 'all'} "
         f"thread(s)): torch {seconds['torch']:.1f} s, keras {seconds['keras']:.1f} s.",
@@ -510,8 +696,12 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "parity.json", "markdown": out / "parity.md", "loss": out / "loss_overlay.png",
-             "difference": out / "loss_difference.png"}
+    paths = {
+        "json": out / "parity.json",
+        "markdown": out / "parity.md",
+        "loss": out / "loss_overlay.png",
+        "difference": out / "loss_difference.png",
+    }
     paths["json"].write_text(json.dumps(report, indent=1, default=float) + "\n")
     paths["markdown"].write_text(f"# Parity: {report['model']}\n\n{markdown(report)}")
     curves, differences = {}, {}
@@ -519,10 +709,15 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         curves[f"torch, seed {run['seed']}"] = [r["loss_torch"] for r in run["records"]]
         curves[f"keras, seed {run['seed']}"] = [r["loss_keras"] for r in run["records"]]
         differences[f"seed {run['seed']}"] = [
-            float(np.log10(max(rel(r["loss_torch"], r["loss_keras"]), 1e-12))) for r in run["records"]]
+            float(np.log10(max(rel(r["loss_torch"], r["loss_keras"]), 1e-12))) for r in run["records"]
+        ]
     plots.overlay_curves(curves, paths["loss"], f"{report['model']}: training loss, torch and keras twins")
-    plots.overlay_curves(differences, paths["difference"], f"{report['model']}: loss difference per step",
-                         ylabel="log10 |keras - torch| / |torch|")
+    plots.overlay_curves(
+        differences,
+        paths["difference"],
+        f"{report['model']}: loss difference per step",
+        ylabel="log10 |keras - torch| / |torch|",
+    )
     return paths
 
 
@@ -534,7 +729,7 @@ def replace_block(text: str, start: str, end: str, block: str, heading: str) -> 
     """Replace what lies between the start and end markers; without them, append heading + markers."""
     i, j = text.find(start), text.find(end)
     if 0 <= i < j:
-        return text[:i] + f"{start}\n{block}\n{end}" + text[j + len(end):]
+        return text[:i] + f"{start}\n{block}\n{end}" + text[j + len(end) :]
     return (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{heading}\n\n{start}\n{block}\n{end}\n"
 
 
@@ -567,15 +762,21 @@ def summary_table(models: list[str], root: Path = ROOT) -> str:
     for name in models:
         s = read_summary(card_path(name, root))
         if s is None:
-            lines.append(f"| {name} | | | | | | | | not run: `python tools/crosscheck.py zoo/{name} --train "
-                         "--update-card` | |")
+            lines.append(
+                f"| {name} | | | | | | | | not run: `python tools/crosscheck.py zoo/{name} --train "
+                "--update-card` | |"
+            )
             continue
-        tier1 = "" if s["tier1_max_error"] is None else f"{s['tier1_max_error']:.1e}" + (
-            "" if s["tier1_passed"] else " (FAIL)")
+        tier1 = (
+            ""
+            if s["tier1_max_error"] is None
+            else f"{s['tier1_max_error']:.1e}" + ("" if s["tier1_passed"] else " (FAIL)")
+        )
         lines.append(
             f"| {name} | {s['data']}{' (smoke)' if s['smoke'] else ''} | {s['steps']} × {s['seeds']} | {s['metric']} "
             f"| {s['torch_mean']:.4f} ± {s['torch_std']:.4f} | {s['keras_mean']:.4f} ± {s['keras_std']:.4f} "
-            f"| {s['difference']:+.4f} | {tier1} | {'PASS' if s['passed'] else 'FAIL'} | {s['created'][:10]} |")
+            f"| {s['difference']:+.4f} | {tier1} | {'PASS' if s['passed'] else 'FAIL'} | {s['created'][:10]} |"
+        )
     return "\n".join(lines)
 
 

@@ -94,7 +94,10 @@ def batch_norm(keras_layer: str, canonical: str) -> list[Row]:
 
 
 def layer_norm(keras_layer: str, canonical: str) -> list[Row]:
-    return [row(f"{keras_layer}/gamma", f"{canonical}.weight"), row(f"{keras_layer}/beta", f"{canonical}.bias")]
+    return [
+        row(f"{keras_layer}/gamma", f"{canonical}.weight"),
+        row(f"{keras_layer}/beta", f"{canonical}.bias"),
+    ]
 
 
 def embedding(keras_layer: str, canonical: str) -> list[Row]:

@@ -17,11 +17,14 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_tool(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_tool(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run `python tools/<args>` as a user would; returns the completed process (text output)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:

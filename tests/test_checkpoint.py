@@ -14,9 +14,18 @@ def tiny_checkpoint(folder, **overrides):
     spec = registry.get("vision/cnn")
     config = spec.config(base_width=4, image_size=8, **overrides)
     rng = np.random.default_rng(0)
-    weights = {"a.weight": rng.standard_normal((3, 2)).astype(np.float32), "bn.num_batches_tracked": np.int64(7)}
-    return checkpoint.save(folder, model_name=spec.name, config=vars(config), weights=weights,
-                           meta={"framework": "torch"}, extra_files={"preprocessing.json": {"mean": [0.5]}})
+    weights = {
+        "a.weight": rng.standard_normal((3, 2)).astype(np.float32),
+        "bn.num_batches_tracked": np.int64(7),
+    }
+    return checkpoint.save(
+        folder,
+        model_name=spec.name,
+        config=vars(config),
+        weights=weights,
+        meta={"framework": "torch"},
+        extra_files={"preprocessing.json": {"mean": [0.5]}},
+    )
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -25,8 +34,13 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded["model"] == "vision/cnn"
     assert loaded["weights"]["bn.num_batches_tracked"].shape == ()  # 0-d stays 0-d
     assert int(loaded["weights"]["bn.num_batches_tracked"]) == 7
-    assert set(loaded["files"]) == {"weights.safetensors", "config.json", "meta.json", "preprocessing.json",
-                                    "README.md"}
+    assert set(loaded["files"]) == {
+        "weights.safetensors",
+        "config.json",
+        "meta.json",
+        "preprocessing.json",
+        "README.md",
+    }
     assert loaded["meta"]["versions"]["numpy"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp folders left behind"
     assert checkpoint.resolve(tmp_path / "ckpt") == folder
@@ -39,13 +53,16 @@ def test_overwrite_is_atomic_and_leaves_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda f: (f / "meta.json").write_text("{}"), "does not match manifest"),
-    (lambda f: (f / "weights.safetensors").unlink(), "is missing"),
-    (lambda f: (f / "config.json").write_bytes((f / "config.json").read_bytes()[:-5]), "does not match"),
-    (lambda f: (f / "model.pt").write_bytes(b"x"), "refusing"),
-    (lambda f: (f / "manifest.json").write_text("not json"), "malformed"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda f: (f / "meta.json").write_text("{}"), "does not match manifest"),
+        (lambda f: (f / "weights.safetensors").unlink(), "is missing"),
+        (lambda f: (f / "config.json").write_bytes((f / "config.json").read_bytes()[:-5]), "does not match"),
+        (lambda f: (f / "model.pt").write_bytes(b"x"), "refusing"),
+        (lambda f: (f / "manifest.json").write_text("not json"), "malformed"),
+    ],
+)
 def test_damaged_checkpoints_are_refused(tmp_path, damage, message):
     folder = tiny_checkpoint(tmp_path / "ckpt")
     damage(folder)

@@ -17,8 +17,15 @@ from zoo import registry
 from zoo.bio.danq import interpret
 from zoo.bio.danq.config import PAPER
 
-SMALL = {"sequence_length": 48, "conv_filters": 6, "conv_kernel": 7, "pool_size": 5, "lstm_units": 5,
-         "dense_units": 7, "num_labels": 3}
+SMALL = {
+    "sequence_length": 48,
+    "conv_filters": 6,
+    "conv_kernel": 7,
+    "pool_size": 5,
+    "lstm_units": 5,
+    "dense_units": 7,
+    "num_labels": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +46,15 @@ def test_torch_bias_hh_is_frozen_at_zero(spec, frameworks):
     units = config.lstm_units  # forget-gate bias starts at 1 (Keras' unit_forget_bias), other gates at 0
     np.testing.assert_array_equal(before["bilstm.bias_ih_l0"][units : 2 * units], 1.0)
     optimizer = torch_trainer.make_optimizer(model, config)
-    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == \
-        sum(p.numel() for p in model.parameters()) - 2 * 4 * units
+    assert (
+        sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+        == sum(p.numel() for p in model.parameters()) - 2 * 4 * units
+    )
     from shared.data.torch_data import to_tensors
 
-    torch_trainer.train_step(spec.impl("torch"), model, optimizer, to_tensors(spec.example_batch(config, 4)), config)
+    torch_trainer.train_step(
+        spec.impl("torch"), model, optimizer, to_tensors(spec.example_batch(config, 4)), config
+    )
     after = spec.get_weights(model)
     assert not after["bilstm.bias_hh_l0"].any()
     assert np.abs(after["bilstm.bias_ih_l0"] - before["bilstm.bias_ih_l0"]).max() > 0
@@ -59,26 +70,40 @@ def test_a_torch_lstm_with_both_biases_loads_into_keras_as_their_sum(spec, frame
     spec.set_weights(torch_model, weights)
     spec.set_weights(keras_model, weights)
     batch = spec.example_batch(config, 3, seed=5)
-    np.testing.assert_allclose(spec.forward(keras_model, batch)["logits"], spec.forward(torch_model, batch)["logits"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        spec.forward(keras_model, batch)["logits"], spec.forward(torch_model, batch)["logits"], atol=1e-5
+    )
     exported = spec.get_weights(keras_model)
-    np.testing.assert_allclose(exported["bilstm.bias_ih_l0"], weights["bilstm.bias_ih_l0"] + weights["bilstm.bias_hh_l0"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        exported["bilstm.bias_ih_l0"], weights["bilstm.bias_ih_l0"] + weights["bilstm.bias_hh_l0"], atol=1e-6
+    )
     assert not exported["bilstm.bias_hh_l0"].any()
 
 
 @pytest.mark.slow
 def test_tier1_passes_on_a_non_default_config(spec, frameworks):
-    config = spec.config(**SMALL, rc_average=False, lstm_unit_forget_bias=False, n_encoding="uniform",
-                         optimizer="adam", grad_clip_norm=0.5, label_smoothing=0.1)
-    failed = [f"{c.name}: {c.max_error:.2e} ({c.detail})" for c in run_tier1(spec, config, (2,)) if not c.passed]
+    config = spec.config(
+        **SMALL,
+        rc_average=False,
+        lstm_unit_forget_bias=False,
+        n_encoding="uniform",
+        optimizer="adam",
+        grad_clip_norm=0.5,
+        label_smoothing=0.1,
+    )
+    failed = [
+        f"{c.name}: {c.max_error:.2e} ({c.detail})" for c in run_tier1(spec, config, (2,)) if not c.passed
+    ]
     assert not failed, failed
 
 
 def test_reverse_complement_checks_pass(spec, frameworks):
     checks = spec.extra_checks(spec, spec.config(**SMALL))
-    assert {c.name for c in checks} >= {"rc_average_is_mean_of_strands_torch", "rc_average_strand_invariant_keras",
-                                        "forward_torch_to_keras_rc_average_False_b2"}
+    assert {c.name for c in checks} >= {
+        "rc_average_is_mean_of_strands_torch",
+        "rc_average_strand_invariant_keras",
+        "forward_torch_to_keras_rc_average_False_b2",
+    }
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
 
 
@@ -87,7 +112,9 @@ def test_a_reverse_without_complement_is_caught(spec, frameworks, monkeypatch):
 
     import zoo.bio.danq.keras_impl as keras_impl
 
-    monkeypatch.setattr(keras_impl, "reverse_complement", lambda x: keras.ops.flip(x, axis=1))  # forgets A<->T
+    monkeypatch.setattr(
+        keras_impl, "reverse_complement", lambda x: keras.ops.flip(x, axis=1)
+    )  # forgets A<->T
     failed = {c.name for c in spec.extra_checks(spec, spec.config(**SMALL)) if not c.passed}
     assert {"rc_average_is_mean_of_strands_keras", "rc_average_strand_invariant_keras"} <= failed
     assert not any(name.endswith("_torch") for name in failed)
@@ -102,15 +129,21 @@ def test_a_wrong_gate_order_is_caught(spec, frameworks, monkeypatch):
         return np.concatenate([i, g, f, o])
 
     original = keras_impl.weight_map
-    wrong = Transform("wrong_gates", lambda arrays: [swap_f_g(arrays[0].T)], lambda arrays: [swap_f_g(arrays[0]).T])
+    wrong = Transform(
+        "wrong_gates", lambda arrays: [swap_f_g(arrays[0].T)], lambda arrays: [swap_f_g(arrays[0]).T]
+    )
 
     def broken(config):
-        return [dataclasses.replace(r, transform=wrong) if r.canonical == ("bilstm.weight_ih_l0",) else r
-                for r in original(config)]
+        return [
+            dataclasses.replace(r, transform=wrong) if r.canonical == ("bilstm.weight_ih_l0",) else r
+            for r in original(config)
+        ]
 
     monkeypatch.setattr(keras_impl, "weight_map", broken)
     config = spec.config(**SMALL)
-    checks = check_forward(spec, config, spec.build("torch", config), spec.build("keras", config), "t2k", (2,))
+    checks = check_forward(
+        spec, config, spec.build("torch", config), spec.build("keras", config), "t2k", (2,)
+    )
     assert not checks[0].passed
 
 
@@ -124,7 +157,9 @@ def test_paper_sizes(spec, frameworks):
 def test_config_errors_are_for_people(spec):
     with pytest.raises(UserError, match="length_policy must be one of error, center, start; found 'pad'"):
         spec.config(length_policy="pad")
-    with pytest.raises(UserError, match="too short for conv_kernel 13 and pool_size 13: it needs at least 25"):
+    with pytest.raises(
+        UserError, match="too short for conv_kernel 13 and pool_size 13: it needs at least 25"
+    ):
         spec.config(sequence_length=24)
 
 
@@ -134,8 +169,14 @@ def test_config_errors_are_for_people(spec):
 def save_untrained(spec, fw, config, folder):
     model = spec.build(fw, config)
     state = {"kind": "dna_one_hot", "label_names": [f"motif{i}" for i in range(config.num_labels)]}
-    checkpoint.save(folder, model_name=spec.name, config=config_to_dict(config), weights=spec.get_weights(model),
-                    meta={"framework": fw, "data": "motifs"}, extra_files={"preprocessing.json": state})
+    checkpoint.save(
+        folder,
+        model_name=spec.name,
+        config=config_to_dict(config),
+        weights=spec.get_weights(model),
+        meta={"framework": fw, "data": "motifs"},
+        extra_files={"preprocessing.json": state},
+    )
     return state
 
 
@@ -147,7 +188,9 @@ def test_predict_fasta_in_both_twins(spec, frameworks, tmp_path, capsys):
     tables = {}
     for fw in ("torch", "keras"):
         _, loaded_config, model, ckpt = checkpoint.load_model(tmp_path / "ckpt", fw)
-        spec.task_module.predict(spec, model, loaded_config, state, [str(fasta)], {"out": str(tmp_path / f"{fw}.tsv")})
+        spec.task_module.predict(
+            spec, model, loaded_config, state, [str(fasta)], {"out": str(tmp_path / f"{fw}.tsv")}
+        )
         rows = (tmp_path / f"{fw}.tsv").read_text().splitlines()
         assert rows[0] == "id\tmotif0\tmotif1\tmotif2" and [r.split("\t")[0] for r in rows[1:]] == ["a", "b"]
         tables[fw] = np.array([[float(v) for v in r.split("\t")[1:]] for r in rows[1:]])
@@ -162,7 +205,9 @@ def test_predict_fasta_in_both_twins(spec, frameworks, tmp_path, capsys):
 def test_predict_cli_bad_record_is_one_line_exit_2(spec, frameworks, tmp_path):
     save_untrained(spec, "torch", spec.config(**SMALL), tmp_path / "ckpt")
     (tmp_path / "bad.fa").write_text(">ok\n" + "A" * 48 + "\n>chr7:55-103\n" + "ACGTW" + "A" * 43 + "\n")
-    proc = run_tool("tools/predict.py", str(tmp_path / "ckpt"), "--fw", "torch", str(tmp_path / "bad.fa"), cwd=ROOT)
+    proc = run_tool(
+        "tools/predict.py", str(tmp_path / "ckpt"), "--fw", "torch", str(tmp_path / "bad.fa"), cwd=ROOT
+    )
     assert_one_line_error(proc, "sequence 'chr7:55-103' has the IUPAC code 'W' at position 5")
 
 
@@ -187,7 +232,10 @@ def test_a_filter_built_from_a_planted_pwm_is_matched_to_it(tmp_path):
     assert interpret.motif_similarity(pwms[1], planted[0])[0] < 0.6
     report = interpret.match_filters(pwms, np.array([0.5, 0.1]), sites, names, planted, top=1, threshold=0.75)
     assert report["summary"]["top_filters_matching"] == 1 and report["summary"]["found"] == ["motif0"]
-    assert report["summary"]["rank_of_first_match"]["motif0"] == 1 and report["summary"]["best_correlation"]["motif0"] > 0.9
+    assert (
+        report["summary"]["rank_of_first_match"]["motif0"] == 1
+        and report["summary"]["best_correlation"]["motif0"] > 0.9
+    )
 
     from shared import plots
 
@@ -212,10 +260,24 @@ def test_interpret_cli_on_a_smoke_trained_checkpoint(spec, frameworks, tmp_path)
     from shared.train.run import train
 
     data = dict(spec.smoke_data)
-    train(spec, spec.config(**spec.smoke_config), "torch", data="motifs", data_kwargs=data, out=tmp_path / "run",
-          threads=1, progress=False)
+    train(
+        spec,
+        spec.config(**spec.smoke_config),
+        "torch",
+        data="motifs",
+        data_kwargs=data,
+        out=tmp_path / "run",
+        threads=1,
+        progress=False,
+    )
     summary = interpret.interpret(str(tmp_path / "run"), "keras", str(tmp_path / "out"), top=3, examples=1)
     assert summary["top"] == 3 and summary["planted_motifs"] == 5 and len(summary["mutagenesis"]) == 1
-    for name in ("filters.png", "filters/motifs.meme", "planted/motifs.meme", "filter_matches.csv", "summary.json"):
+    for name in (
+        "filters.png",
+        "filters/motifs.meme",
+        "planted/motifs.meme",
+        "filter_matches.csv",
+        "summary.json",
+    ):
         assert (tmp_path / "out" / name).is_file(), name
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["framework"] == "keras"

@@ -34,14 +34,17 @@ def test_fasta_plain_and_gzip_read_the_same(tmp_path):
     assert dna.read_fasta(gz_named_plain) == expected
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("", "holds no records"),
-    ("\n\n", "holds no records"),
-    ("ACGT\n>seq1\nACGT\n", "before the first '>' header"),
-    (">seq1\nACGT\n>seq1\nACGT\n", "record 'seq1' appears twice"),
-    (">seq1\n>seq2\nACGT\n", "record 'seq1' has no sequence"),
-    (">\nACGT\n", "header without an id"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("", "holds no records"),
+        ("\n\n", "holds no records"),
+        ("ACGT\n>seq1\nACGT\n", "before the first '>' header"),
+        (">seq1\nACGT\n>seq1\nACGT\n", "record 'seq1' appears twice"),
+        (">seq1\n>seq2\nACGT\n", "record 'seq1' has no sequence"),
+        (">\nACGT\n", "header without an id"),
+    ],
+)
 def test_bad_fasta_names_the_problem(tmp_path, text, needle):
     path = tmp_path / "bad.fa"
     path.write_text(text)
@@ -73,9 +76,13 @@ def test_one_hot_bases_n_and_case():
 
 
 def test_iupac_policies():
-    with pytest.raises(UserError, match=r"sequence 'chr1:5-9' has the IUPAC code 'R' at position 3.*ambiguous_bases"):
+    with pytest.raises(
+        UserError, match=r"sequence 'chr1:5-9' has the IUPAC code 'R' at position 3.*ambiguous_bases"
+    ):
         dna.one_hot(["ACRT"], ["chr1:5-9"], 4)
-    np.testing.assert_array_equal(dna.one_hot(["R"], ["r"], 1, ambiguous="fractional")[0, 0], [0.5, 0, 0.5, 0])
+    np.testing.assert_array_equal(
+        dna.one_hot(["R"], ["r"], 1, ambiguous="fractional")[0, 0], [0.5, 0, 0.5, 0]
+    )
     np.testing.assert_array_equal(dna.one_hot(["Y"], ["r"], 1, ambiguous="as_n")[0, 0], np.zeros(4))
     np.testing.assert_array_equal(dna.one_hot(["Y"], ["r"], 1, "uniform", "as_n")[0, 0], np.full(4, 0.25))
     for bad in ("AC-T", "ACXT", "ACéT"):  # gaps, non-nucleotides and non-ASCII are never accepted
@@ -115,7 +122,9 @@ def test_motifs_are_deterministic_and_labels_are_the_planted_sites():
             site = dna.one_hot([row["sequence"][start : start + len(pwms[m])]], ["s"], len(pwms[m]))
             site = dna.reverse_complement(site)[0] if strand == "-" else site[0]
             agreement.append(float((site * pwms[m]).sum(axis=1).mean()))  # P(planted base) under the PWM
-    assert len(agreement) > 20 and np.mean(agreement) > 0.6  # sites are drawn from their PWMs (0.25 if random)
+    assert (
+        len(agreement) > 20 and np.mean(agreement) > 0.6
+    )  # sites are drawn from their PWMs (0.25 if random)
     label_sets = {len(r) for r in a["train"]["labels"]}
     assert max(label_sets) >= 2 and 0 in label_sets  # several labels per sequence, and none
 
@@ -185,10 +194,15 @@ def write_parquet(path, columns):
 
 def test_genomic_benchmarks_from_a_local_mirror(tmp_path, monkeypatch):
     repo = tmp_path / "katarinagresova" / "Genomic_Benchmarks_human_nontata_promoters"
-    write_parquet(repo / "train-00000-of-00001.parquet", {"seq": ["acgt" * 5, "TTTT" * 5] * 10, "label": [1, 0] * 10})
+    write_parquet(
+        repo / "train-00000-of-00001.parquet", {"seq": ["acgt" * 5, "TTTT" * 5] * 10, "label": [1, 0] * 10}
+    )
     write_parquet(repo / "test-00000-of-00001.parquet", {"seq": ["GGGG" * 5, "ACGT" * 5], "label": [0, 1]})
     monkeypatch.setenv("ZOO_HUB_MIRROR", str(tmp_path))
-    for name in ("genomic-benchmarks:human_nontata_promoters", "hub:katarinagresova/Genomic_Benchmarks_human_nontata_promoters"):
+    for name in (
+        "genomic-benchmarks:human_nontata_promoters",
+        "hub:katarinagresova/Genomic_Benchmarks_human_nontata_promoters",
+    ):
         data = load(name)
         assert {k: len(v) for k, v in data.items()} == {"train": 18, "validation": 2, "test": 2}
         assert data["train"].features["labels"].feature.names == ["human_nontata_promoters"]
@@ -204,9 +218,15 @@ def test_nucleotide_transformer_tasks_from_a_local_mirror(tmp_path, monkeypatch)
     for task, labels in (("promoter_all", [0, 1, 1, 0]), ("enhancers_types", [0, 1, 2, 1])):
         for split in ("train", "test"):
             rows = len(labels) * (5 if split == "train" else 1)
-            write_parquet(repo / task / f"{split}.parquet",
-                          {"sequence": ["ACGTAC"] * rows, "name": [f"{task}_{split}_{i}" for i in range(rows)],
-                           "label": (labels * 5)[:rows], "task": [task] * rows})
+            write_parquet(
+                repo / task / f"{split}.parquet",
+                {
+                    "sequence": ["ACGTAC"] * rows,
+                    "name": [f"{task}_{split}_{i}" for i in range(rows)],
+                    "label": (labels * 5)[:rows],
+                    "task": [task] * rows,
+                },
+            )
     monkeypatch.setenv("ZOO_HUB_MIRROR", str(tmp_path))
     binary = load("nt:promoter_all")
     assert binary["train"].features["labels"].feature.names == ["promoter_all"]
@@ -249,11 +269,17 @@ def test_check_batch_names_the_shape():
         multilabel.check_batch(config(), {"sequence": np.zeros((2, 50, 4), np.float32)})
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ("", "holds no records"),
-    (">chr2:10-210\n" + "ACGY" * 50 + "\n", "sequence 'chr2:10-210' has the IUPAC code 'Y' at position 4"),
-    (">chr3:1-150\n" + "ACGT" * 37 + "AC\n", "sequence 'chr3:1-150' has 150 bases; the model reads 200"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("", "holds no records"),
+        (
+            ">chr2:10-210\n" + "ACGY" * 50 + "\n",
+            "sequence 'chr2:10-210' has the IUPAC code 'Y' at position 4",
+        ),
+        (">chr3:1-150\n" + "ACGT" * 37 + "AC\n", "sequence 'chr3:1-150' has 150 bases; the model reads 200"),
+    ],
+)
 def test_train_cli_bad_fasta_is_one_line_exit_2(tmp_path, bad, needle):
     good = load("motifs", num_train=20, num_validation=5, num_test=5)
     names = good["train"].features["labels"].feature.names
@@ -264,7 +290,17 @@ def test_train_cli_bad_fasta_is_one_line_exit_2(tmp_path, bad, needle):
     table = {r: [0] for r, _ in records}
     table.update({r: lab for r, lab in zip(good["train"]["id"], good["train"]["labels"])})
     dna.write_label_table(folder / "labels.tsv", names, table)
-    proc = run_tool("tools/train.py", "zoo/bio/danq", "--fw", "torch", "--data", f"fasta:{folder}",
-                    "--out", str(tmp_path / "run"), cwd=ROOT, timeout=300)
+    proc = run_tool(
+        "tools/train.py",
+        "zoo/bio/danq",
+        "--fw",
+        "torch",
+        "--data",
+        f"fasta:{folder}",
+        "--out",
+        str(tmp_path / "run"),
+        cwd=ROOT,
+        timeout=300,
+    )
     assert_one_line_error(proc, needle)
     assert not (tmp_path / "run").exists()

@@ -46,12 +46,24 @@ def make_checkpoint(folder: Path, seed: int = 0, extra: dict | None = None) -> P
     from zoo import registry
 
     rng = np.random.default_rng(seed)
-    weights = {"conv1.weight": rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
-               "fc.bias": rng.standard_normal(10).astype(np.float32)}
-    meta = {"framework": "torch", "data": "digits", "metrics": {"test": {"accuracy": 0.75 + seed / 100, "loss": 0.5}}}
-    return checkpoint.save(folder, model_name="vision/cnn", config=config_to_dict(registry.get("vision/cnn").config(base_width=4)),
-                           weights=weights, meta=meta, extra_files={"preprocessing.json": {"mean": [0.1]}, **(extra or {})},
-                           card=CARD)
+    weights = {
+        "conv1.weight": rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
+        "fc.bias": rng.standard_normal(10).astype(np.float32),
+    }
+    meta = {
+        "framework": "torch",
+        "data": "digits",
+        "metrics": {"test": {"accuracy": 0.75 + seed / 100, "loss": 0.5}},
+    }
+    return checkpoint.save(
+        folder,
+        model_name="vision/cnn",
+        config=config_to_dict(registry.get("vision/cnn").config(base_width=4)),
+        weights=weights,
+        meta=meta,
+        extra_files={"preprocessing.json": {"mean": [0.1]}, **(extra or {})},
+        card=CARD,
+    )
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -59,8 +71,13 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "hub.py"), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "hub.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def closed_port() -> int:
@@ -90,15 +107,19 @@ def store(tmp_path, ckpt) -> str:
 
 # ---------------------------------------------------------------- local folder store
 
+
 def test_round_trip_local(tmp_path, ckpt):
     url = str(tmp_path / "store")
     entry = hub.push(ckpt.parent, url)  # a run folder resolves to its checkpoint/
-    assert entry["url"] == f"{url}/vision-cnn/v1" and entry["framework"] == "torch" and entry["data"] == "digits"
+    assert (
+        entry["url"] == f"{url}/vision-cnn/v1" and entry["framework"] == "torch" and entry["data"] == "digits"
+    )
     index = hub.list_store(url)
     assert list(index["models"]["vision-cnn"]["versions"]) == ["v1"]
     assert index["models"]["vision-cnn"]["versions"]["v1"]["metrics"] == {"accuracy": 0.75, "loss": 0.5}
-    for n, target in enumerate((f"{url}/vision-cnn/v1", f"{url}/vision-cnn@v1", f"{url}/vision-cnn",
-                                f"file://{url}/vision-cnn/v1")):
+    for n, target in enumerate(
+        (f"{url}/vision-cnn/v1", f"{url}/vision-cnn@v1", f"{url}/vision-cnn", f"file://{url}/vision-cnn/v1")
+    ):
         dest = hub.pull(target, tmp_path / f"pulled{n}")
         assert tree(dest) == tree(ckpt), target
     loaded = checkpoint.load(tmp_path / "pulled0")
@@ -128,8 +149,9 @@ def test_show_lists_files_and_versions(store):
 def test_tampered_store_file_is_named_and_nothing_is_kept(tmp_path, store, cache, damage):
     target = Path(store) / "vision-cnn" / "v1" / "weights.safetensors"
     data = target.read_bytes()
-    target.write_bytes({"flip": data[:-1] + bytes([data[-1] ^ 1]), "truncate": data[:-5],
-                        "extend": data + b"\0" * 4}[damage])
+    target.write_bytes(
+        {"flip": data[:-1] + bytes([data[-1] ^ 1]), "truncate": data[:-5], "extend": data + b"\0" * 4}[damage]
+    )
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("the user's own file")
     before = tree(tmp_path / "mine")
@@ -199,18 +221,42 @@ def plant_version(store: str, name: str, version: str, files: dict[str, bytes], 
     raw = json.dumps({"schema": 1, "model": "vision/cnn", "files": manifest_files}).encode()
     (folder / "manifest.json").write_bytes(raw)
     index = json.loads((Path(store) / "index.json").read_text())
-    index["models"][name] = {"model": "vision/cnn", "versions": {version: {
-        "path": f"{name}/{version}", "manifest_sha256": hashlib.sha256(raw).hexdigest(), "size": 0, "files": 0}}}
+    index["models"][name] = {
+        "model": "vision/cnn",
+        "versions": {
+            version: {
+                "path": f"{name}/{version}",
+                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+                "size": 0,
+                "files": 0,
+            }
+        },
+    }
     (Path(store) / "index.json").write_text(json.dumps(index))
 
 
 def entries(folder: Path) -> dict:
-    return {p.name: {"sha256": checkpoint.sha256_file(p), "size": p.stat().st_size} for p in folder.iterdir()
-            if p.name != "manifest.json"}
+    return {
+        p.name: {"sha256": checkpoint.sha256_file(p), "size": p.stat().st_size}
+        for p in folder.iterdir()
+        if p.name != "manifest.json"
+    }
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "sub/config.json", "..", ".hidden.json",
-                                 "model.pt", "weights.bin", "model.keras", "run.sh"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "sub/config.json",
+        "..",
+        ".hidden.json",
+        "model.pt",
+        "weights.bin",
+        "model.keras",
+        "run.sh",
+    ],
+)
 def test_hostile_manifest_names_are_refused_before_download(tmp_path, store, ckpt, bad):
     listed = {**entries(ckpt), bad: {"sha256": "0" * 64, "size": 4}}
     plant_version(store, "evil", "v1", tree(ckpt), listed)
@@ -221,11 +267,19 @@ def test_hostile_manifest_names_are_refused_before_download(tmp_path, store, ckp
 
 
 def test_hostile_manifest_via_cli_exits_2_in_one_line(tmp_path, store, ckpt):
-    plant_version(store, "evil", "v1", tree(ckpt), {**entries(ckpt), "../../etc/passwd": {"sha256": "0" * 64, "size": 4}})
+    plant_version(
+        store,
+        "evil",
+        "v1",
+        tree(ckpt),
+        {**entries(ckpt), "../../etc/passwd": {"sha256": "0" * 64, "size": 4}},
+    )
     before = tree(tmp_path)
     result = run_cli("pull", f"{store}/evil/v1", str(tmp_path / "dest"))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and "../../etc/passwd" in result.stderr and "escape" in result.stderr
+    assert (
+        result.stderr.count("\n") == 1 and "../../etc/passwd" in result.stderr and "escape" in result.stderr
+    )
     assert tree(tmp_path) == before
 
 
@@ -237,8 +291,14 @@ def test_push_refuses_pickles_and_bad_cards(tmp_path):
     with pytest.raises(UserError, match="model.pt: a torch pickle"):
         hub.push(folder, str(tmp_path / "store"))
     (folder / "model.pt").unlink()
-    broken = checkpoint.save(tmp_path / "card", model_name="vision/cnn", config={}, weights={"w": np.zeros(2, np.float32)},
-                             meta={}, card="---\nlicense: [unclosed\n---\n")
+    broken = checkpoint.save(
+        tmp_path / "card",
+        model_name="vision/cnn",
+        config={},
+        weights={"w": np.zeros(2, np.float32)},
+        meta={},
+        card="---\nlicense: [unclosed\n---\n",
+    )
     with pytest.raises(UserError, match="malformed YAML front matter"):
         hub.push(broken, str(tmp_path / "store"))
     assert not (tmp_path / "store").exists()
@@ -246,25 +306,46 @@ def test_push_refuses_pickles_and_bad_cards(tmp_path):
 
 # ---------------------------------------------------------------- safetensors headers
 
+
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return len(raw).to_bytes(8, "little") + raw + data
 
 
-GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "I64", "shape": [1], "data_offsets": [8, 16]}}
+GOOD = {
+    "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+    "b": {"dtype": "I64", "shape": [1], "data_offsets": [8, 16]},
+}
 
 
-@pytest.mark.parametrize("name, content", [
-    ("length beyond the file", (10**6).to_bytes(8, "little") + b"{}"),
-    ("not JSON", (4).to_bytes(8, "little") + b"{{{{"),
-    ("unknown dtype", safetensors_bytes({"a": {"dtype": "PICKLE", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8)),
-    ("shape and span disagree", safetensors_bytes({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8)),
-    ("overlap", safetensors_bytes({**GOOD, "c": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 16)),
-    ("gap", safetensors_bytes({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, b"\0" * 16)),
-    ("truncated data", safetensors_bytes(GOOD, b"\0" * 12)),
-    ("trailing bytes", safetensors_bytes(GOOD, b"\0" * 20)),
-    ("bad metadata", safetensors_bytes({"__metadata__": {"k": 1}, **GOOD}, b"\0" * 16)),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("length beyond the file", (10**6).to_bytes(8, "little") + b"{}"),
+        ("not JSON", (4).to_bytes(8, "little") + b"{{{{"),
+        (
+            "unknown dtype",
+            safetensors_bytes({"a": {"dtype": "PICKLE", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),
+        ),
+        (
+            "shape and span disagree",
+            safetensors_bytes({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
+        ),
+        (
+            "overlap",
+            safetensors_bytes(
+                {**GOOD, "c": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 16
+            ),
+        ),
+        (
+            "gap",
+            safetensors_bytes({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, b"\0" * 16),
+        ),
+        ("truncated data", safetensors_bytes(GOOD, b"\0" * 12)),
+        ("trailing bytes", safetensors_bytes(GOOD, b"\0" * 20)),
+        ("bad metadata", safetensors_bytes({"__metadata__": {"k": 1}, **GOOD}, b"\0" * 16)),
+    ],
+)
 def test_safetensors_header_checks(tmp_path, name, content):
     good = tmp_path / "good.safetensors"
     good.write_bytes(safetensors_bytes({"__metadata__": {"format": "zoo"}, **GOOD}, b"\0" * 16))
@@ -313,8 +394,12 @@ hub.push(source, url, options=options)
 def interrupted_push(tmp_path, source: Path, url: str, kill_before: str, options: dict | None = None):
     script = tmp_path / "killer.py"
     script.write_text(KILLER.format(root=str(ROOT)))
-    result = subprocess.run([sys.executable, str(script), str(source), url, kill_before, json.dumps(options or {})],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script), str(source), url, kill_before, json.dumps(options or {})],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
 
 
@@ -338,6 +423,7 @@ def test_interrupted_push_leaves_the_previous_state(tmp_path, store, ckpt, kill_
 
 # ---------------------------------------------------------------- S3 through moto's server and s3fs
 
+
 @pytest.fixture(scope="module")
 def s3_server():
     from moto.server import ThreadedMotoServer
@@ -354,8 +440,12 @@ def s3(s3_server, monkeypatch) -> dict:
     """Storage options for a fresh bucket on the moto server (credentials from the usual AWS variables)."""
     import s3fs
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(key, value)
     bucket = f"zoo-{os.urandom(4).hex()}"
     s3fs.S3FileSystem(endpoint_url=s3_server, skip_instance_cache=True).mkdir(bucket)
@@ -372,7 +462,9 @@ def test_s3_push_ls_show_pull(tmp_path, ckpt, s3, cache):
     assert tree(hub.pull(f"{url}/vision-cnn@v1", tmp_path / "dest", options)) == tree(ckpt)
     # the CLI, with the endpoint as a flag and credentials from the environment
     result = run_cli("ls", url, "--endpoint-url", s3["endpoint_url"])
-    assert result.returncode == 0 and "vision-cnn" in result.stdout and "torch" in result.stdout, result.stderr
+    assert result.returncode == 0 and "vision-cnn" in result.stdout and "torch" in result.stdout, (
+        result.stderr
+    )
 
 
 def test_s3_tampered_object_is_refused(tmp_path, ckpt, s3):
@@ -410,8 +502,11 @@ def test_s3_bad_inputs(tmp_path, ckpt, s3, monkeypatch):
         hub.push(ckpt, f"s3://no-such-bucket-{os.urandom(3).hex()}/zoo", options=options)
     with pytest.raises(UserError, match="no zoo store at s3://"):
         hub.list_store(url, options)
-    unreachable = {"endpoint_url": f"http://127.0.0.1:{closed_port()}", "skip_instance_cache": True,
-                   "config_kwargs": {"retries": {"max_attempts": 1}}}
+    unreachable = {
+        "endpoint_url": f"http://127.0.0.1:{closed_port()}",
+        "skip_instance_cache": True,
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
     with pytest.raises(UserError, match="cannot reach the store"):
         hub.list_store(url, unreachable)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
@@ -424,6 +519,7 @@ def test_s3_bad_inputs(tmp_path, ckpt, s3, monkeypatch):
 
 # ---------------------------------------------------------------- CLI: one line, exit 2
 
+
 def test_cli_round_trip_and_bad_inputs(tmp_path, ckpt):
     url = str(tmp_path / "store")
     pushed = run_cli("push", str(ckpt), url, "--name", "cnn-tiny", "--version", "2026.1", "--json")
@@ -434,8 +530,14 @@ def test_cli_round_trip_and_bad_inputs(tmp_path, ckpt):
     bad = {
         "unknown protocol": (["ls", "nope://bucket/zoo"], "unknown store protocol"),
         "missing fsspec package": (["ls", "gs://bucket/zoo"], "needs a package"),
-        "version that does not exist": (["pull", f"{url}/cnn-tiny/v7", str(tmp_path / "d")], "not published|no published"),
-        "existing version": (["push", str(ckpt), url, "--name", "cnn-tiny", "--version", "2026.1"], "already exists"),
+        "version that does not exist": (
+            ["pull", f"{url}/cnn-tiny/v7", str(tmp_path / "d")],
+            "not published|no published",
+        ),
+        "existing version": (
+            ["push", str(ckpt), url, "--name", "cnn-tiny", "--version", "2026.1"],
+            "already exists",
+        ),
         "bad name": (["push", str(ckpt), url, "--name", "../up"], "not allowed"),
         "not a checkpoint": (["push", str(tmp_path), url], "no manifest.json"),
         "bad option": (["ls", url, "--option", "novalue"], "KEY=VALUE"),
@@ -450,11 +552,16 @@ def test_cli_round_trip_and_bad_inputs(tmp_path, ckpt):
 
 # ---------------------------------------------------------------- hf://, as far as it runs offline
 
+
 def test_hf_urls_parse_without_the_network():
     assert hub.parse_hf("hf://me/zoo") == hub.HfTarget("model", "me/zoo", None, "")
-    assert hub.parse_hf("hf://datasets/me/zoo@v1.0/store/sub") == hub.HfTarget("dataset", "me/zoo", "v1.0", "store/sub")
-    assert hub.HfTarget("dataset", "me/zoo", None, "store").fs_path("abc123", "index.json") == \
-        "datasets/me/zoo@abc123/store/index.json"
+    assert hub.parse_hf("hf://datasets/me/zoo@v1.0/store/sub") == hub.HfTarget(
+        "dataset", "me/zoo", "v1.0", "store/sub"
+    )
+    assert (
+        hub.HfTarget("dataset", "me/zoo", None, "store").fs_path("abc123", "index.json")
+        == "datasets/me/zoo@abc123/store/index.json"
+    )
     with pytest.raises(UserError, match="does not name a Hugging Face repository"):
         hub.parse_hf("hf://justone")
 
@@ -464,13 +571,21 @@ def test_hf_commit_puts_every_file_under_the_prefix_index_last(tmp_path, ckpt):
     uploads += [("vision-cnn/v1/manifest.json", b"{}"), ("README.md", b"card"), ("index.json", b"{}")]
     operations = hub.hf_operations(hub.parse_hf("hf://me/zoo@main/store"), uploads)
     assert [op.path_in_repo for op in operations] == [
-        "store/vision-cnn/v1/config.json", "store/vision-cnn/v1/weights.safetensors",
-        "store/vision-cnn/v1/manifest.json", "store/README.md", "store/index.json"]
+        "store/vision-cnn/v1/config.json",
+        "store/vision-cnn/v1/weights.safetensors",
+        "store/vision-cnn/v1/manifest.json",
+        "store/README.md",
+        "store/index.json",
+    ]
     assert operations[1].upload_info.sha256.hex() == checkpoint.sha256_file(ckpt / "weights.safetensors")
 
 
 def test_hf_errors_are_one_line(tmp_path, ckpt):
-    offline = {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "", "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    offline = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_TOKEN": "",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+    }
     no_token = run_cli("push", str(ckpt), "hf://me/zoo", env=offline)
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr, no_token.stderr
     unreachable = run_cli("pull", "hf://me/zoo/vision-cnn/v1", str(tmp_path / "dest"), env=offline)
@@ -482,20 +597,47 @@ def test_hf_errors_are_one_line(tmp_path, ckpt):
 
 # ---------------------------------------------------------------- model card, cache, imports
 
+
 def test_store_card_renders_as_a_hugging_face_card(tmp_path, ckpt):
     from huggingface_hub import ModelCard
 
     parity = tmp_path / "crosscheck.jsonl"
-    parity.write_text("".join(json.dumps({"model": "vision/cnn", "name": n, "max_error": e, "tolerance": 1e-5,
-                                          "passed": True, "detail": ""}) + "\n"
-                              for n, e in (("forward_torch_to_keras_b1", 1.5e-7), ("gradients", 1.0e-5))))
+    parity.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "model": "vision/cnn",
+                    "name": n,
+                    "max_error": e,
+                    "tolerance": 1e-5,
+                    "passed": True,
+                    "detail": "",
+                }
+            )
+            + "\n"
+            for n, e in (("forward_torch_to_keras_b1", 1.5e-7), ("gradients", 1.0e-5))
+        )
+    )
     keras = tmp_path / "keras.json"
-    keras.write_text(json.dumps({"model": "vision/cnn", "framework": "keras", "trained_in": "torch", "data": "digits",
-                                 "split": "test", "metrics": {"accuracy": 0.75, "loss": 0.5000001}}))
+    keras.write_text(
+        json.dumps(
+            {
+                "model": "vision/cnn",
+                "framework": "keras",
+                "trained_in": "torch",
+                "data": "digits",
+                "split": "test",
+                "metrics": {"accuracy": 0.75, "loss": 0.5000001},
+            }
+        )
+    )
     url = str(tmp_path / "store")
     entry = hub.push(ckpt, url, parity=parity, results=[keras])
-    assert entry["parity"] == {"checks": 2, "passed": 2, "max_error": {"forward_torch_to_keras_b1": 1.5e-7,
-                                                                       "gradients": 1.0e-5}}
+    assert entry["parity"] == {
+        "checks": 2,
+        "passed": 2,
+        "max_error": {"forward_torch_to_keras_b1": 1.5e-7, "gradients": 1.0e-5},
+    }
     card = ModelCard((Path(url) / "README.md").read_text())
     assert card.data.library_name == "zoo" and card.data.license == "apache-2.0"
     assert {"zoo", "vision-cnn", "trained-in-torch"} <= set(card.data.tags)
@@ -519,8 +661,10 @@ def test_resolve_pulls_store_urls_into_a_cache_keyed_by_sha256(tmp_path, store, 
 
 
 def test_hub_imports_no_framework():
-    code = ("import sys; import shared.hub, shared.checkpoint; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
+    code = (
+        "import sys; import shared.hub, shared.checkpoint; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -529,18 +673,53 @@ def test_hub_imports_no_framework():
 def test_evaluate_a_store_url_in_the_other_framework(tmp_path):
     """tools/train.py (keras) -> tools/hub.py push -> tools/evaluate.py URL --fw torch: the same test metrics."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    train = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "zoo/vision/cnn", "--fw", "keras",
-                            "--set", "base_width=4", "--set", "image_size=8", "--data", "digits", "--epochs", "1",
-                            "--threads", "1", "--no-progress", "--out", str(tmp_path / "run")],
-                           capture_output=True, text=True, env=env, timeout=600)
+    train = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train.py"),
+            "zoo/vision/cnn",
+            "--fw",
+            "keras",
+            "--set",
+            "base_width=4",
+            "--set",
+            "image_size=8",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
     trained = json.loads((tmp_path / "run" / "result.json").read_text())["test"]
     assert run_cli("push", str(tmp_path / "run"), str(tmp_path / "store")).returncode == 0
-    evaluate = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), f"file://{tmp_path}/store/vision-cnn/v1",
-                               "--fw", "torch", "--threads", "1", "--json"], capture_output=True, text=True, env=env,
-                              timeout=600)
+    evaluate = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "evaluate.py"),
+            f"file://{tmp_path}/store/vision-cnn/v1",
+            "--fw",
+            "torch",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert evaluate.returncode == 0, evaluate.stderr
-    result = json.loads(evaluate.stdout[evaluate.stdout.index("{"):])
+    result = json.loads(evaluate.stdout[evaluate.stdout.index("{") :])
     assert result["trained_in"] == "keras" and result["framework"] == "torch"
     assert result["metrics"]["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
     assert result["metrics"]["loss"] == pytest.approx(trained["loss"], rel=1e-4)

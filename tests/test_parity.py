@@ -15,8 +15,11 @@ SHORT_STEPS, SHORT_EARLY_STEPS = 16, 8  # float32 steps; float64 steps before th
 
 
 def failures(report: dict) -> str:
-    failed = [f"{c['name']}: {c['max_error']:.3e} > {c['tolerance']:.2g} ({c['detail']})"
-              for c in report["checks"] if not c["passed"]]
+    failed = [
+        f"{c['name']}: {c['max_error']:.3e} > {c['tolerance']:.2g} ({c['detail']})"
+        for c in report["checks"]
+        if not c["passed"]
+    ]
     return "\n".join(failed + [json.dumps(report["first_divergence"], default=str)[:2000]])
 
 
@@ -26,7 +29,9 @@ def test_short_parity(name, frameworks):
     metrics are comparable (with dropout, one seed's metrics differ by the dropout masks' luck)."""
     spec = registry.get(name)
     config = no_dropout(spec, spec.config(**spec.smoke_config))
-    report = parity.run_parity(spec, config, steps=SHORT_STEPS, seeds=1, smoke=True, early_steps=SHORT_EARLY_STEPS)
+    report = parity.run_parity(
+        spec, config, steps=SHORT_STEPS, seeds=1, smoke=True, early_steps=SHORT_EARLY_STEPS
+    )
     assert report["passed"], failures(report)
     records = report["runs"][0]["records"]
     assert [r["step"] for r in records] == list(range(SHORT_STEPS))
@@ -61,21 +66,38 @@ def test_full_parity(name, frameworks):
 
 
 def record(step, parted=False, probe=None):
-    out = {"step": step, "loss_torch": 1.0, "loss_keras": 1.0 + (1e-3 if parted else 1e-7),
-           "grad_error": 1e-6, "grad_error_at": "w"}
+    out = {
+        "step": step,
+        "loss_torch": 1.0,
+        "loss_keras": 1.0 + (1e-3 if parted else 1e-7),
+        "grad_error": 1e-6,
+        "grad_error_at": "w",
+    }
     return out | ({"probe": probe} if probe else {})
 
 
 def probe(step, layer=None):
-    return {"step": step, "forward_differs": False, "loss_error": 1e-7, "gradient_error": 0.1 if layer else 1e-6,
-            "beyond": [[layer, 0.1]] if layer else [], "layer": layer, "parameter_error": 2e-6,
-            "parameter_error_at": "w"}
+    return {
+        "step": step,
+        "forward_differs": False,
+        "loss_error": 1e-7,
+        "gradient_error": 0.1 if layer else 1e-6,
+        "beyond": [[layer, 0.1]] if layer else [],
+        "layer": layer,
+        "parameter_error": 2e-6,
+        "parameter_error_at": "w",
+    }
 
 
 def test_first_divergence_is_the_first_probe_that_differs():
     assert parity.first_divergence([record(0), record(1)], "float32") is None
-    records = [record(0), record(1), record(2, True, probe(2)), record(3, True, probe(3, "b")),
-               record(4, True, probe(4, "b"))]
+    records = [
+        record(0),
+        record(1),
+        record(2, True, probe(2)),
+        record(3, True, probe(3, "b")),
+        record(4, True, probe(4, "b")),
+    ]
     found = parity.first_divergence(records, "float32")
     assert (found["parted_at"], found["step"], found["layer"]) == (2, 3, "b")
     assert not parity.probe_check([None, found]).passed
@@ -90,8 +112,10 @@ def test_curve_band_and_metric_tolerance():
     assert parity.curve_band(same)[0] == 0.0
     higher = [{"loss_torch": v, "loss_keras": 1.1 * v} for v in losses]
     assert parity.curve_band(higher)[0] == pytest.approx(0.1 / 1.1)
-    runs = [{"test": {"torch": {"accuracy": t}, "keras": {"accuracy": k}}}
-            for t, k in ((0.90, 0.91), (0.94, 0.93), (0.92, 0.92))]
+    runs = [
+        {"test": {"torch": {"accuracy": t}, "keras": {"accuracy": k}}}
+        for t, k in ((0.90, 0.91), (0.94, 0.93), (0.92, 0.92))
+    ]
     m = parity.metric_summary(runs)["accuracy"]
     assert m["torch"]["mean"] == pytest.approx(0.92) and m["torch"]["std"] == pytest.approx(0.02)
     pooled = ((0.02**2 + 0.01**2) / 2) ** 0.5  # keras values have std 0.01
@@ -102,21 +126,57 @@ def test_curve_band_and_metric_tolerance():
 
 
 def fake_report(model: str, accuracy: float = 0.9) -> dict:
-    checks = [{"name": "early_loss_first_20_steps_float64", "max_error": 3e-9, "tolerance": 1e-7, "passed": True,
-               "detail": "dropout off"}]
-    metrics = {"accuracy": {"torch": {"mean": accuracy, "std": 0.0, "values": [accuracy]},
-                            "keras": {"mean": accuracy + 0.002, "std": 0.0, "values": [accuracy + 0.002]},
-                            "difference": 0.002, "tolerance": 0.009}}
-    return {"model": model, "data": "digits", "smoke": True, "steps": 24, "steps_per_epoch": 44, "seeds": [0],
-            "config": {"batch_size": 32, "optimizer": "adamw", "lr": 0.002, "schedule": "cosine"},
-            "primary_metric": "accuracy", "passed": True, "checks": checks, "metrics": metrics,
-            "tolerances": {"early_steps": 20},
-            "first_divergence": None, "tier1": {"passed": True, "count": 15, "failed": [], "max_error": 8e-5,
-                                                 "max_error_check": "gradients"},
-            "runs": [{"train_seconds": {"torch": 1.0, "keras": 9.0},
-                      "records": [{"loss_torch": 2.0, "loss_keras": 2.0 + 1e-6}]}], "threads": 1,
-            "versions": {"torch": "2", "keras": "3"}, "command": "python tools/crosscheck.py zoo/vision/cnn --train",
-            "created": "2026-01-02T03:04:05+00:00", "machine": "cpu", "git_commit": "abc"}
+    checks = [
+        {
+            "name": "early_loss_first_20_steps_float64",
+            "max_error": 3e-9,
+            "tolerance": 1e-7,
+            "passed": True,
+            "detail": "dropout off",
+        }
+    ]
+    metrics = {
+        "accuracy": {
+            "torch": {"mean": accuracy, "std": 0.0, "values": [accuracy]},
+            "keras": {"mean": accuracy + 0.002, "std": 0.0, "values": [accuracy + 0.002]},
+            "difference": 0.002,
+            "tolerance": 0.009,
+        }
+    }
+    return {
+        "model": model,
+        "data": "digits",
+        "smoke": True,
+        "steps": 24,
+        "steps_per_epoch": 44,
+        "seeds": [0],
+        "config": {"batch_size": 32, "optimizer": "adamw", "lr": 0.002, "schedule": "cosine"},
+        "primary_metric": "accuracy",
+        "passed": True,
+        "checks": checks,
+        "metrics": metrics,
+        "tolerances": {"early_steps": 20},
+        "first_divergence": None,
+        "tier1": {
+            "passed": True,
+            "count": 15,
+            "failed": [],
+            "max_error": 8e-5,
+            "max_error_check": "gradients",
+        },
+        "runs": [
+            {
+                "train_seconds": {"torch": 1.0, "keras": 9.0},
+                "records": [{"loss_torch": 2.0, "loss_keras": 2.0 + 1e-6}],
+            }
+        ],
+        "threads": 1,
+        "versions": {"torch": "2", "keras": "3"},
+        "command": "python tools/crosscheck.py zoo/vision/cnn --train",
+        "created": "2026-01-02T03:04:05+00:00",
+        "machine": "cpu",
+        "git_commit": "abc",
+    }
 
 
 def test_card_section_is_replaced_in_place(tmp_path):
@@ -125,8 +185,10 @@ def test_card_section_is_replaced_in_place(tmp_path):
     card.write_text("# ResNet\n\n## Parity (tier 1)\nhand-written\n\n## License\nApache-2.0\n")
     parity.update_card(fake_report("vision/cnn", 0.8), tmp_path)
     first = card.read_text()
-    assert first.startswith("# ResNet\n\n## Parity (tier 1)\nhand-written\n\n## License\nApache-2.0\n\n"
-                            f"{parity.CARD_HEADING}\n\n{parity.CARD_START}\n")
+    assert first.startswith(
+        "# ResNet\n\n## Parity (tier 1)\nhand-written\n\n## License\nApache-2.0\n\n"
+        f"{parity.CARD_HEADING}\n\n{parity.CARD_START}\n"
+    )
     parity.update_card(fake_report("vision/cnn", 0.9), tmp_path)
     text = card.read_text()
     assert text.count(parity.CARD_HEADING) == 1 and len(text) == len(first) and "| 0.8000 ±" not in text
@@ -143,14 +205,18 @@ def test_summary_table_between_markers(tmp_path):
     parity.update_summary(readme, tmp_path, models=["nlp/seq2seq", "vision/cnn"])
     text = readme.read_text()
     assert text.startswith("# Zoo\n\nintro\n\n## Parity\n\n" + parity.TABLE_START)
-    assert "| vision/cnn | digits (smoke) | 24 × 1 | accuracy | 0.9000 ± 0.0000 | 0.9020 ± 0.0000 | +0.0020 " \
-           "| 8.0e-05 | PASS | 2026-01-02 |" in text
+    assert (
+        "| vision/cnn | digits (smoke) | 24 × 1 | accuracy | 0.9000 ± 0.0000 | 0.9020 ± 0.0000 | +0.0020 "
+        "| 8.0e-05 | PASS | 2026-01-02 |" in text
+    )
     assert "| nlp/seq2seq |" in text and "not run" in text
     readme.write_text(text + "\n## After\nkept\n")
     parity.update_card(fake_report("nlp/seq2seq", 0.5), tmp_path)
     parity.update_summary(readme, tmp_path, models=["nlp/seq2seq", "vision/cnn"])
     again = readme.read_text()
-    assert again.count(parity.TABLE_START) == 1 and "not run" not in again and again.endswith("## After\nkept\n")
+    assert (
+        again.count(parity.TABLE_START) == 1 and "not run" not in again and again.endswith("## After\nkept\n")
+    )
 
 
 def test_train_options_without_train_are_a_usage_error():

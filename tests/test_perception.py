@@ -15,15 +15,24 @@ from tests.conftest import assert_one_line_error, run_tool
 from zoo import registry
 
 SPEC = registry.get("driving/perception")
-SMALL = {"width": 4, "image_height": 32, "image_width": 64, "stage_blocks": (1, 1, 1), "steering_hidden": (8,)}
+SMALL = {
+    "width": 4,
+    "image_height": 32,
+    "image_width": 64,
+    "stage_blocks": (1, 1, 1),
+    "steering_hidden": (8,),
+}
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"image_height": 40}, "image_height must be a positive multiple of 16"),
-    ({"stage_blocks": (1,)}, "stage_blocks needs >= 2 stages"),
-    ({"steering_hidden": ()}, "steering_hidden needs >= 1 layer"),
-    ({"steering_loss_weight": -1.0}, "steering_loss_weight must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"image_height": 40}, "image_height must be a positive multiple of 16"),
+        ({"stage_blocks": (1,)}, "stage_blocks needs >= 2 stages"),
+        ({"steering_hidden": ()}, "steering_hidden needs >= 1 layer"),
+        ({"steering_loss_weight": -1.0}, "steering_loss_weight must be >= 0"),
+    ],
+)
 def test_config_rejects_what_cannot_be_built(overrides, message):
     with pytest.raises(UserError, match=message):
         SPEC.config(**overrides)
@@ -35,8 +44,16 @@ def test_tier1_with_deeper_stages_and_other_batchnorm_settings(frameworks):
 
     # width 6: stages of 6, 12 and 24 channels (a 1x1 stride-2 convolution on 6 channels is where torch's
     # channels_last CPU kernel corrupts memory; see torch_impl.PerceptionNet.forward).
-    config = SPEC.config(width=6, image_height=32, image_width=48, stage_blocks=(2, 1, 2), steering_channels=5,
-                         steering_hidden=(12, 6), bn_epsilon=1e-3, bn_momentum=0.3)
+    config = SPEC.config(
+        width=6,
+        image_height=32,
+        image_width=48,
+        stage_blocks=(2, 1, 2),
+        steering_channels=5,
+        steering_hidden=(12, 6),
+        bn_epsilon=1e-3,
+        bn_momentum=0.3,
+    )
     checks = run_tier1(SPEC, config, batch_sizes=(1, 3))
     failed = [f"{c.name}: {c.max_error:.3e} > {c.tolerance:.0e} ({c.detail})" for c in checks if not c.passed]
     assert not failed, "\n".join(failed)
@@ -49,12 +66,18 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
     from shared.crosscheck import check_forward, check_round_trip, check_structure
     from shared.weight_map import Row, Transform
 
-    flipped = Transform("flipped", lambda a: [a[0].transpose(3, 2, 0, 1)[:, :, ::-1, ::-1].copy()],
-                        lambda a: [a[0][:, :, ::-1, ::-1].transpose(2, 3, 1, 0).copy()])
+    flipped = Transform(
+        "flipped",
+        lambda a: [a[0].transpose(3, 2, 0, 1)[:, :, ::-1, ::-1].copy()],
+        lambda a: [a[0][:, :, ::-1, ::-1].transpose(2, 3, 1, 0).copy()],
+    )
     original = keras_impl.weight_map
 
     def broken(config):
-        return [Row(r.keras, r.canonical, flipped) if r.canonical == ("up1.up.weight",) else r for r in original(config)]
+        return [
+            Row(r.keras, r.canonical, flipped) if r.canonical == ("up1.up.weight",) else r
+            for r in original(config)
+        ]
 
     config = SPEC.config(**SMALL)
     torch_model, keras_model = SPEC.build("torch", config), SPEC.build("keras", config)
@@ -63,7 +86,9 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
     monkeypatch.setattr(keras_impl, "weight_map", broken)
     assert all(c.passed for c in check_structure(SPEC, config, torch_model, keras_model))
     assert all(c.passed for c in check_round_trip(SPEC, torch_model, keras_model))
-    assert not any(c.passed for c in check_forward(SPEC, config, torch_model, keras_model, "torch_to_keras", (2,)))
+    assert not any(
+        c.passed for c in check_forward(SPEC, config, torch_model, keras_model, "torch_to_keras", (2,))
+    )
 
 
 def test_keras_kernels_of_one_shape_start_different(frameworks):
@@ -74,8 +99,12 @@ def test_keras_kernels_of_one_shape_start_different(frameworks):
     keras.utils.set_random_seed(0)
     model = SPEC.build("keras", SPEC.config(**SMALL))
     kernels = [np.asarray(v) for v in model.variables if v.path.endswith("/kernel")]
-    same = [(a.shape, i, j) for i, a in enumerate(kernels) for j, b in enumerate(kernels[:i])
-            if a.shape == b.shape and np.array_equal(a, b)]
+    same = [
+        (a.shape, i, j)
+        for i, a in enumerate(kernels)
+        for j, b in enumerate(kernels[:i])
+        if a.shape == b.shape and np.array_equal(a, b)
+    ]
     assert len(kernels) > 10 and not same, same
 
 
@@ -124,7 +153,9 @@ def test_evaluate_in_batches_equals_metrics_on_the_whole_split(frameworks):
     batched = perception.evaluate(SPEC, model, data["train"], config, batch_size=3)
     assert batched.keys() == whole.keys()
     for key in whole:
-        assert batched[key] == pytest.approx(whole[key], rel=1e-6, nan_ok=True), key  # float32 kernels vary by batch
+        assert batched[key] == pytest.approx(whole[key], rel=1e-6, nan_ok=True), (
+            key
+        )  # float32 kernels vary by batch
 
 
 def test_prepare_and_check_batch_name_the_size_to_use():
@@ -156,10 +187,20 @@ def images(tmp_path):
 def test_predict_writes_overlays_with_the_resize_policy(frameworks, images, tmp_path, capsys):
     folder, good = images
     config = SPEC.config(**SMALL)
-    state = {"mean": [0.5] * 3, "std": [0.25] * 3, "class_names": ["background", "road", "lane_marking", "vehicle"]}
+    state = {
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "class_names": ["background", "road", "lane_marking", "vehicle"],
+    }
     out = tmp_path / "overlays"
-    perception.predict(SPEC, SPEC.build("keras", config), config, state, [*good, str(folder / "large.jpg")],
-                       {"out": str(out)})
+    perception.predict(
+        SPEC,
+        SPEC.build("keras", config),
+        config,
+        state,
+        [*good, str(folder / "large.jpg")],
+        {"out": str(out)},
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all("steering" in line and "deg" in line for line in lines)
     assert "(resized 80x60 -> 64x32)" in lines[2]
@@ -169,21 +210,32 @@ def test_predict_writes_overlays_with_the_resize_policy(frameworks, images, tmp_
     assert Image.open(out / "large_overlay.png").size == (512, 256)  # its 80 x 40 centre crop, shown 6.4x
 
 
-@pytest.mark.parametrize("name,message", [
-    ("gray.png", "is a grayscale image (mode L)"),
-    ("rgba.png", "is an RGB image with an alpha channel (mode RGBA)"),
-    ("corrupt.png", "cannot read image"),
-    ("truncated.png", "cannot read image"),
-    ("missing.png", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("gray.png", "is a grayscale image (mode L)"),
+        ("rgba.png", "is an RGB image with an alpha channel (mode RGBA)"),
+        ("corrupt.png", "cannot read image"),
+        ("truncated.png", "cannot read image"),
+        ("missing.png", "does not exist"),
+    ],
+)
 def test_predict_refuses_bad_files_before_writing_anything(frameworks, images, tmp_path, name, message):
     folder, good = images
     config = SPEC.config(**SMALL)
     out = tmp_path / "overlays"
-    expected = f"{message} {folder / name}" if message.startswith("cannot") else f"image {folder / name} {message}"
+    expected = (
+        f"{message} {folder / name}" if message.startswith("cannot") else f"image {folder / name} {message}"
+    )
     with pytest.raises(UserError, match=re.escape(expected)):
-        perception.predict(SPEC, SPEC.build("torch", config), config, {"mean": [0.5] * 3, "std": [0.25] * 3},
-                           [good[0], str(folder / name)], {"out": str(out)})
+        perception.predict(
+            SPEC,
+            SPEC.build("torch", config),
+            config,
+            {"mean": [0.5] * 3, "std": [0.25] * 3},
+            [good[0], str(folder / name)],
+            {"out": str(out)},
+        )
     assert not out.exists()
 
 
@@ -198,14 +250,39 @@ def test_predict_cli_ends_bad_input_in_one_line_with_status_2(images, tmp_path):
     folder, good = images
     config = SPEC.config(**SMALL)
     weights = SPEC.get_weights(SPEC.build("torch", config))
-    checkpoint.save(tmp_path / "ckpt", model_name=SPEC.name, config=config_to_dict(config), weights=weights,
-                    meta={"framework": "torch", "data": "roads"},
-                    extra_files={"preprocessing.json": {"mean": [0.5] * 3, "std": [0.25] * 3}})
-    proc = run_tool("tools/predict.py", str(tmp_path / "ckpt"), "--fw", "torch", good[0], str(folder / "gray.png"),
-                    "--opt", f"out={tmp_path / 'out'}", timeout=300)
+    checkpoint.save(
+        tmp_path / "ckpt",
+        model_name=SPEC.name,
+        config=config_to_dict(config),
+        weights=weights,
+        meta={"framework": "torch", "data": "roads"},
+        extra_files={"preprocessing.json": {"mean": [0.5] * 3, "std": [0.25] * 3}},
+    )
+    proc = run_tool(
+        "tools/predict.py",
+        str(tmp_path / "ckpt"),
+        "--fw",
+        "torch",
+        good[0],
+        str(folder / "gray.png"),
+        "--opt",
+        f"out={tmp_path / 'out'}",
+        timeout=300,
+    )
     assert_one_line_error(proc, str(folder / "gray.png"), "grayscale")
-    proc = run_tool("tools/predict.py", str(tmp_path / "ckpt"), "--fw", "torch", *good, "--opt",
-                    f"out={tmp_path / 'out'}", timeout=300)
+    proc = run_tool(
+        "tools/predict.py",
+        str(tmp_path / "ckpt"),
+        "--fw",
+        "torch",
+        *good,
+        "--opt",
+        f"out={tmp_path / 'out'}",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["roads_test_0_overlay.png", "roads_test_1_overlay.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "roads_test_0_overlay.png",
+        "roads_test_1_overlay.png",
+    ]
     assert json.loads((tmp_path / "ckpt" / "preprocessing.json").read_text())["std"] == [0.25] * 3

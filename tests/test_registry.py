@@ -49,11 +49,14 @@ def test_registry_and_specs_import_no_framework():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("no_such_field", 1, "unknown config field"),
-    ("epochs", "three", "expects int"),
-    ("lr", "fast", "expects float"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("no_such_field", 1, "unknown config field"),
+        ("epochs", "three", "expects int"),
+        ("lr", "fast", "expects float"),
+    ],
+)
 def test_config_rejects_bad_overrides(field, value, message):
     with pytest.raises(ValueError, match=message):
         registry.get("vision/cnn").config(**{field: value})

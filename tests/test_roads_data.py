@@ -17,9 +17,22 @@ H, W = 32, 64
 def quiet_scene(**changes) -> dict:
     """A straight two-lane road, the car centred in the left lane; no vehicles, shadows, haze noise."""
     scene = roads.sample_scene(np.random.default_rng(0))
-    scene.update(curvature=0.0, curvature_rate=0.0, offset=0.0, heading=0.0, lanes=2, ego=0, lane_width=3.5,
-                 marking_width=0.25, vehicles=[], shadows=[], gain=1.0, cast=np.ones(3), noise=0.0,
-                 yellow_edges=False)
+    scene.update(
+        curvature=0.0,
+        curvature_rate=0.0,
+        offset=0.0,
+        heading=0.0,
+        lanes=2,
+        ego=0,
+        lane_width=3.5,
+        marking_width=0.25,
+        vehicles=[],
+        shadows=[],
+        gain=1.0,
+        cast=np.ones(3),
+        noise=0.0,
+        yellow_edges=False,
+    )
     scene.update(changes)
     return scene
 
@@ -57,7 +70,10 @@ def test_straight_centred_road_labels_where_the_geometry_puts_them():
     period = scene["dash"] + scene["gap"]
     for into_period, label in ((1.0, roads.LANE), (scene["dash"] + 1.0, roads.ROAD)):
         phased = quiet_scene(dash_phase=(into_period - depth) % period)
-        assert roads.render(phased, np.random.default_rng(0), 64, 128, camera)[1][row, column(0.5 * 3.5)] == label
+        assert (
+            roads.render(phased, np.random.default_rng(0), 64, 128, camera)[1][row, column(0.5 * 3.5)]
+            == label
+        )
     assert mask[row, column(-0.5 * 3.5 - roads.SHOULDER_M - 0.5)] == roads.BACKGROUND  # the verge
     # Labels are exact: every marking pixel is brighter than every asphalt pixel (no noise, no shadow).
     brightness = image.astype(int).sum(-1)
@@ -80,8 +96,14 @@ def test_steering_is_the_curvature_a_centred_car_follows():
 
 def test_a_vehicle_is_labelled_on_its_rear_face_and_hides_the_road():
     camera = roads.Camera()
-    car = {"lane": 0, "distance": 12.0, "jitter": 0.0, "width": 1.8, "height": 1.5,
-           "colour": roads.VEHICLE_COLOURS[0]}
+    car = {
+        "lane": 0,
+        "distance": 12.0,
+        "jitter": 0.0,
+        "width": 1.8,
+        "height": 1.5,
+        "colour": roads.VEHICLE_COLOURS[0],
+    }
     _, mask, _ = roads.render(quiet_scene(vehicles=[car]), np.random.default_rng(0), 64, 128, camera)
     f, cx, horizon = camera.intrinsics(64, 128)
     centres = np.arange(128) + 0.5
@@ -142,7 +164,9 @@ def label_ids() -> np.ndarray:
 def cityscapes_root(tmp_path):
     root = tmp_path / "cityscapes"
     for i in range(3):
-        write_frame(root, "train", "aachen", i, label_ids(), vehicle={"speed": 10.0, "yawRate": -0.05 * (i + 1)})
+        write_frame(
+            root, "train", "aachen", i, label_ids(), vehicle={"speed": 10.0, "yawRate": -0.05 * (i + 1)}
+        )
     write_frame(root, "val", "lindau", 0, label_ids())  # no vehicle data: steering unknown
     return root
 
@@ -159,7 +183,9 @@ def test_cityscapes_layout_maps_classes_splits_and_steering(cityscapes_root):
     expected[8:12, 14:16] = roads.BACKGROUND  # the person standing on the road
     np.testing.assert_array_equal(mask, expected)
     assert np.isnan(test["steering"][0])  # no vehicle/ json for this frame
-    steering = np.concatenate([data[s].with_format("numpy", dtype=None)[:]["steering"] for s in ("train", "validation")])
+    steering = np.concatenate(
+        [data[s].with_format("numpy", dtype=None)[:]["steering"] for s in ("train", "validation")]
+    )
     # yawRate < 0 turns right: atan(2.7 m * 0.05 k / 10 m/s) to the right, k = 1, 2, 3
     expected_steering = [math.degrees(math.atan(2.7 * 0.05 * k / 10)) for k in (1, 2, 3)]
     np.testing.assert_allclose(np.sort(steering), expected_steering, rtol=1e-5)

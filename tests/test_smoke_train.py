@@ -30,11 +30,19 @@ def evaluate():
 def test_smoke_train_and_cross_framework_evaluation(name, fw, tmp_path, frameworks, evaluate):
     spec = registry.get(name)
     config, data, data_kwargs = smoke(spec)
-    result = train(spec, config, fw, data=data, data_kwargs=data_kwargs, out=tmp_path / "run", threads=2,
-                   progress=False)
+    result = train(
+        spec, config, fw, data=data, data_kwargs=data_kwargs, out=tmp_path / "run", threads=2, progress=False
+    )
     run = tmp_path / "run"
-    for produced in ("checkpoint/weights.safetensors", "checkpoint/manifest.json", "checkpoint/README.md",
-                     "metrics.csv", "steps.csv", "curves.png", "result.json"):
+    for produced in (
+        "checkpoint/weights.safetensors",
+        "checkpoint/manifest.json",
+        "checkpoint/README.md",
+        "metrics.csv",
+        "steps.csv",
+        "curves.png",
+        "result.json",
+    ):
         assert (run / produced).is_file(), produced
     assert list((run / "tensorboard").iterdir()), "no TensorBoard event file"
     primary = spec.task_module.PRIMARY_METRIC
@@ -43,7 +51,9 @@ def test_smoke_train_and_cross_framework_evaluation(name, fw, tmp_path, framewor
     assert len(steps) == json.loads((run / "result.json").read_text())["steps"] >= 1
     if hasattr(spec.task_module, "after_training"):  # attention maps, segmentation overlays
         pictures = [Path(p) for p in result["pictures"]]
-        assert pictures and all(p.suffix == ".png" and p.is_file() and p.is_relative_to(run) for p in pictures)
+        assert pictures and all(
+            p.suffix == ".png" and p.is_file() and p.is_relative_to(run) for p in pictures
+        )
 
     loaded = checkpoint.load(run)
     assert loaded["meta"]["framework"] == fw and loaded["model"] == name

@@ -10,8 +10,15 @@ def assert_all_pass(checks):
     failed = [f"{c.name}: {c.max_error:.3e} > {c.tolerance:.0e} ({c.detail})" for c in checks if not c.passed]
     assert not failed, "\n".join(failed)
     names = {c.name for c in checks}
-    for required in ("parameter_count", "canonical_names_and_shapes", "train_loss", "gradients",
-                     "optimizer_step", "train_step_sgd", "round_trip_torch_keras_torch"):
+    for required in (
+        "parameter_count",
+        "canonical_names_and_shapes",
+        "train_loss",
+        "gradients",
+        "optimizer_step",
+        "train_step_sgd",
+        "round_trip_torch_keras_torch",
+    ):
         assert required in names
 
 
@@ -21,12 +28,28 @@ def test_tier1_default_config(name, frameworks):
     assert_all_pass(run_tier1(spec, spec.config()))
 
 
-@pytest.mark.parametrize("overrides", [
-    {"variant": "resnet18", "stem": "imagenet", "base_width": 64, "in_channels": 3, "image_size": 224,
-     "num_classes": 1000},
-    {"variant": "resnet50", "stem": "small", "base_width": 8, "in_channels": 3, "image_size": 32},
-    {"variant": "resnet34", "stem": "imagenet", "base_width": 8, "image_size": 64, "zero_init_residual": True},
-], ids=["resnet18-imagenet-224", "resnet50-small", "resnet34-imagenet-zero-init"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {
+            "variant": "resnet18",
+            "stem": "imagenet",
+            "base_width": 64,
+            "in_channels": 3,
+            "image_size": 224,
+            "num_classes": 1000,
+        },
+        {"variant": "resnet50", "stem": "small", "base_width": 8, "in_channels": 3, "image_size": 32},
+        {
+            "variant": "resnet34",
+            "stem": "imagenet",
+            "base_width": 8,
+            "image_size": 64,
+            "zero_init_residual": True,
+        },
+    ],
+    ids=["resnet18-imagenet-224", "resnet50-small", "resnet34-imagenet-zero-init"],
+)
 def test_tier1_resnet_variants(overrides, frameworks):
     spec = registry.get("vision/cnn")
     assert_all_pass(run_tier1(spec, spec.config(**overrides), batch_sizes=(1, 2)))

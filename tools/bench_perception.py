@@ -39,8 +39,11 @@ def forward_fn(fw: str, model):
 def bench(fw: str, model, config, batch_size: int, warmup: int, seconds: float, min_batches: int) -> dict:
     import numpy as np
 
-    images = np.random.default_rng(0).standard_normal(
-        (batch_size, config.image_height, config.image_width, config.in_channels)).astype(np.float32)
+    images = (
+        np.random.default_rng(0)
+        .standard_normal((batch_size, config.image_height, config.image_width, config.in_channels))
+        .astype(np.float32)
+    )
     run = forward_fn(fw, model)
     for _ in range(warmup):
         run(images)
@@ -51,14 +54,21 @@ def bench(fw: str, model, config, batch_size: int, warmup: int, seconds: float, 
         run(images)
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"framework": fw, "batch_size": batch_size, "ms_per_batch": 1000 * median,
-            "frames_per_second": batch_size / median, "batches_timed": len(times)}
+    return {
+        "framework": fw,
+        "batch_size": batch_size,
+        "ms_per_batch": 1000 * median,
+        "frames_per_second": batch_size / median,
+        "batches_timed": len(times),
+    }
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="tools/bench_perception.py", description=__doc__)
     parser.add_argument("--fw", action="append", help="keras or torch (repeatable; default both)")
-    parser.add_argument("--checkpoint", help="run or checkpoint folder (default: the default Config, random init)")
+    parser.add_argument(
+        "--checkpoint", help="run or checkpoint folder (default: the default Config, random init)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config override")
     parser.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per framework (default 1)")
@@ -97,14 +107,27 @@ def main(argv=None) -> int:
             row = bench(fw, model, config, batch_size, args.warmup, args.seconds, args.min_batches)
             rows.append(row)
             if args.json:
-                print(json.dumps({"model": spec.name, "threads": args.threads,
-                                  "image": f"{config.image_height}x{config.image_width}", **row}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "model": spec.name,
+                            "threads": args.threads,
+                            "image": f"{config.image_height}x{config.image_width}",
+                            **row,
+                        }
+                    ),
+                    flush=True,
+                )
     if not args.json:
-        print(f"| framework | batch | ms / batch | frames / s |   ({args.threads} thread(s), "
-              f"{config.image_height}x{config.image_width} images)")
+        print(
+            f"| framework | batch | ms / batch | frames / s |   ({args.threads} thread(s), "
+            f"{config.image_height}x{config.image_width} images)"
+        )
         print("| --- | --- | --- | --- |")
         for r in rows:
-            print(f"| {r['framework']} | {r['batch_size']} | {r['ms_per_batch']:.1f} | {r['frames_per_second']:.1f} |")
+            print(
+                f"| {r['framework']} | {r['batch_size']} | {r['ms_per_batch']:.1f} | {r['frames_per_second']:.1f} |"
+            )
     return 0
 
 

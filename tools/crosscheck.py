@@ -28,11 +28,17 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object per check")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--batch-sizes", default="1,2,5", help="forward-check batch sizes (default 1,2,5)")
-    parser.add_argument("--train", action="store_true", help="also train both twins in lockstep and compare (tier 2)")
+    parser.add_argument(
+        "--train", action="store_true", help="also train both twins in lockstep and compare (tier 2)"
+    )
     parser.add_argument("--steps", type=int, help="--train: optimizer steps (default: the recipe's epochs)")
     parser.add_argument("--seeds", type=int, default=3, help="--train: seeds, for mean and std (default 3)")
-    parser.add_argument("--smoke", action="store_true", help="--train: the model's small smoke recipe and data")
-    parser.add_argument("--update-card", action="store_true", help="--train: write the result into the model card")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--train: the model's small smoke recipe and data"
+    )
+    parser.add_argument(
+        "--update-card", action="store_true", help="--train: write the result into the model card"
+    )
     parser.add_argument("--out", help="--train: run folder (default runs/parity/<model>)")
     parser.add_argument("--threads", type=int, help="CPU threads per framework (default: all cores)")
     args = parser.parse_args(argv)
@@ -58,8 +64,11 @@ def main(argv=None) -> int:
         checks = checks + train_parity(spec, config, args, tier1=checks)
     failed = [c.name for c in checks if not c.passed]
     if not args.json:
-        print(f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} checks passed" +
-              (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+        print(
+            f"{spec.name}: {len(checks) - len(failed)}/{len(checks)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else ""),
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
@@ -69,7 +78,9 @@ def show(spec, checks, as_json: bool) -> None:
             print(json.dumps({"model": spec.name, **check.as_dict()}))
         else:
             status = "PASS" if check.passed else "FAIL"
-            print(f"{status}  {check.name:<34} max err {check.max_error:.3e}  tol {check.tolerance:.0e}  {check.detail}")
+            print(
+                f"{status}  {check.name:<34} max err {check.max_error:.3e}  tol {check.tolerance:.0e}  {check.detail}"
+            )
 
 
 def train_parity(spec, config, args, tier1: list) -> list:
@@ -77,14 +88,24 @@ def train_parity(spec, config, args, tier1: list) -> list:
     from shared import parity
     from shared.crosscheck import Check
 
-    report = parity.run_parity(spec, config, steps=args.steps, seeds=args.seeds, smoke=args.smoke,
-                               threads=args.threads, tier1=tier1, command=shlex.join(["python", *sys.argv]))
+    report = parity.run_parity(
+        spec,
+        config,
+        steps=args.steps,
+        seeds=args.seeds,
+        smoke=args.smoke,
+        threads=args.threads,
+        tier1=tier1,
+        command=shlex.join(["python", *sys.argv]),
+    )
     checks = [Check(**c) for c in report["checks"]]
     show(spec, checks, args.json)
     paths = parity.write_report(report, args.out or f"runs/parity/{spec.name.replace('/', '-')}")
     divergence = report["first_divergence"]
     if divergence and not args.json:
-        print(f"dropout-off runs part at step {divergence['parted_at']}: {divergence['cause']}", file=sys.stderr)
+        print(
+            f"dropout-off runs part at step {divergence['parted_at']}: {divergence['cause']}", file=sys.stderr
+        )
     if args.update_card:
         print(f"card {parity.update_card(report)}; table {parity.update_summary()}", file=sys.stderr)
     if not args.json:

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint in either framework, whichever framework trained it.
 
-    python tools/evaluate.py runs/cnn-torch --fw keras
-    python tools/evaluate.py runs/cnn-keras/checkpoint --fw torch --split validation --json
+python tools/evaluate.py runs/cnn-torch --fw keras
+python tools/evaluate.py runs/cnn-keras/checkpoint --fw torch --split validation --json
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
     else:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
-        print(f"{result['model']} (trained in {result['trained_in']}) evaluated in {args.fw} on "
-              f"{result['data']}/{args.split}: {shown}")
+        print(
+            f"{result['model']} (trained in {result['trained_in']}) evaluated in {args.fw} on "
+            f"{result['data']}/{args.split}: {shown}"
+        )
     return 0
 
 

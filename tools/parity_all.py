@@ -30,8 +30,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     parser.add_argument("--smoke", action="store_true", help="each model's small smoke recipe and data")
     parser.add_argument("--threads", type=int, help="CPU threads per framework")
-    parser.add_argument("--out", default="runs/parity", help="folder for the run folders (default runs/parity)")
-    parser.add_argument("--table-only", action="store_true", help="only rebuild the README table from the cards")
+    parser.add_argument(
+        "--out", default="runs/parity", help="folder for the run folders (default runs/parity)"
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="only rebuild the README table from the cards"
+    )
     args = parser.parse_args(argv)
 
     from shared import parity
@@ -42,16 +46,27 @@ def main(argv=None) -> int:
         raise UserError(f"--seeds and --steps must be >= 1; found --seeds {args.seeds}, --steps {args.steps}")
     outcomes = {}
     for name in [] if args.table_only else models:
-        command = [sys.executable, str(parity.ROOT / "tools" / "crosscheck.py"), f"zoo/{name}", "--train",
-                   "--update-card", "--seeds", str(args.seeds), "--out", f"{args.out}/{name.replace('/', '-')}"]
+        command = [
+            sys.executable,
+            str(parity.ROOT / "tools" / "crosscheck.py"),
+            f"zoo/{name}",
+            "--train",
+            "--update-card",
+            "--seeds",
+            str(args.seeds),
+            "--out",
+            f"{args.out}/{name.replace('/', '-')}",
+        ]
         command += ["--steps", str(args.steps)] if args.steps else []
         command += ["--threads", str(args.threads)] if args.threads else []
         command += ["--smoke"] if args.smoke else []
         print(f"[{name}] {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
         code = subprocess.run(command, cwd=parity.ROOT).returncode
-        outcomes[name] = (OUTCOME.get(code, f"ERROR (exit {code}); its card keeps the previous row"),
-                          time.perf_counter() - start)
+        outcomes[name] = (
+            OUTCOME.get(code, f"ERROR (exit {code}); its card keeps the previous row"),
+            time.perf_counter() - start,
+        )
     readme = parity.update_summary()
     for name, (outcome, seconds) in outcomes.items():
         print(f"{outcome:<5} {name}  ({seconds:.0f} s)")

@@ -24,7 +24,9 @@ def main(argv=None) -> int:
         cross = sorted(run.glob("evaluated-in-*.json"))
         rows.append((result, [json.loads(p.read_text()) for p in cross]))
     print()
-    print(f"{'model':<12} {'trained in':<10} {'test metrics':<44} {'s/epoch':>8}  evaluated in the other framework")
+    print(
+        f"{'model':<12} {'trained in':<10} {'test metrics':<44} {'s/epoch':>8}  evaluated in the other framework"
+    )
     for result, cross in rows:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k != "loss")
         seconds = sum(result["epoch_seconds"]) / max(len(result["epoch_seconds"]), 1)

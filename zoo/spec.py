@@ -106,7 +106,9 @@ class ModelSpec:
     def example_batch(self, config: Any, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
         return self.task_module.example_batch(config, batch_size=batch_size, seed=seed)
 
-    def forward(self, model: Any, batch: dict[str, np.ndarray], training: bool = False) -> dict[str, np.ndarray]:
+    def forward(
+        self, model: Any, batch: dict[str, np.ndarray], training: bool = False
+    ) -> dict[str, np.ndarray]:
         """Run the twin on a numpy batch; returns numpy outputs (logits, never probabilities)."""
         fw = framework_of(model)
         self.task_module.check_batch(model.zoo_config, batch)

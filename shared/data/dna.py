@@ -22,8 +22,19 @@ from shared.errors import UserError
 
 ALPHABET = "ACGT"
 # IUPAC ambiguity codes -> the bases they allow (N allows all four).
-IUPAC = {"R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT", "M": "AC",
-         "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT"}
+IUPAC = {
+    "R": "AG",
+    "Y": "CT",
+    "S": "CG",
+    "W": "AT",
+    "K": "GT",
+    "M": "AC",
+    "B": "CGT",
+    "D": "AGT",
+    "H": "ACT",
+    "V": "ACG",
+    "N": "ACGT",
+}
 N_ENCODINGS = ("zeros", "uniform")  # N as all zeros, or 0.25 in each channel
 AMBIGUOUS_POLICIES = ("error", "as_n", "fractional")  # R, Y, ...: refuse, read as N, or 1/k per allowed base
 LENGTH_POLICIES = ("error", "center", "start")  # unequal lengths: refuse, or crop/pad (with N) around the
@@ -93,20 +104,26 @@ def read_label_table(path: str | Path) -> tuple[list[str], dict[str, list[int]]]
     header = [h.strip() for h in lines[0].split(sep)]
     names = header[1:]
     if not names:
-        raise UserError(f"label table {path}: the header {lines[0]!r} names no label column after the id column")
+        raise UserError(
+            f"label table {path}: the header {lines[0]!r} names no label column after the id column"
+        )
     table: dict[str, list[int]] = {}
     for number, line in enumerate(lines[1:], start=2):
         cells = [c.strip() for c in line.split(sep)]
         record = cells[0]
         if len(cells) != len(header):
-            raise UserError(f"label table {path} line {number} (record {record!r}): {len(cells)} columns, "
-                            f"expected {len(header)}")
+            raise UserError(
+                f"label table {path} line {number} (record {record!r}): {len(cells)} columns, "
+                f"expected {len(header)}"
+            )
         if record in table:
             raise UserError(f"label table {path}: record {record!r} appears twice")
         bad = [c for c in cells[1:] if c not in ("0", "1")]
         if bad:
-            raise UserError(f"label table {path} line {number} (record {record!r}): labels must be 0 or 1, "
-                            f"found {bad[0]!r}")
+            raise UserError(
+                f"label table {path} line {number} (record {record!r}): labels must be 0 or 1, "
+                f"found {bad[0]!r}"
+            )
         table[record] = [i for i, c in enumerate(cells[1:]) if c == "1"]
     return names, table
 
@@ -124,8 +141,10 @@ def write_fasta(path: str | Path, records: list[tuple[str, str]], width: int = 8
 
 def write_label_table(path: str | Path, names: list[str], table: dict[str, list[int]]) -> Path:
     rows = ["\t".join(["id", *names])]
-    rows += ["\t".join([record, *("1" if i in set(pos) else "0" for i in range(len(names)))])
-             for record, pos in table.items()]
+    rows += [
+        "\t".join([record, *("1" if i in set(pos) else "0" for i in range(len(names)))])
+        for record, pos in table.items()
+    ]
     Path(path).write_text("\n".join(rows) + "\n")
     return Path(path)
 
@@ -153,8 +172,10 @@ def fit_length(sequence: str, length: int, policy: str, record: str) -> str:
     if len(sequence) == length:
         return sequence
     if policy == "error":
-        raise UserError(f"sequence {record!r} has {len(sequence)} bases; the model reads {length}: pass "
-                        f"--set length_policy=center (or start) to crop/pad, or --set sequence_length={len(sequence)}")
+        raise UserError(
+            f"sequence {record!r} has {len(sequence)} bases; the model reads {length}: pass "
+            f"--set length_policy=center (or start) to crop/pad, or --set sequence_length={len(sequence)}"
+        )
     extra = len(sequence) - length
     if extra > 0:
         start = extra // 2 if policy == "center" else 0
@@ -163,8 +184,14 @@ def fit_length(sequence: str, length: int, policy: str, record: str) -> str:
     return "N" * left + sequence + "N" * (-extra - left)
 
 
-def one_hot(sequences: list[str], ids: list[str], length: int, n_encoding: str = "zeros",
-            ambiguous: str = "error", length_policy: str = "error") -> np.ndarray:
+def one_hot(
+    sequences: list[str],
+    ids: list[str],
+    length: int,
+    n_encoding: str = "zeros",
+    ambiguous: str = "error",
+    length_policy: str = "error",
+) -> np.ndarray:
     """Strings -> (num_sequences, length, 4) float32 in A, C, G, T order. Errors name the record."""
     values, kind = _tables(n_encoding, ambiguous)
     out = np.zeros((len(sequences), length, 4), np.float32)
@@ -175,10 +202,14 @@ def one_hot(sequences: list[str], ids: list[str], length: int, n_encoding: str =
         if bad.size:
             position, char = int(bad[0]), sequence[bad[0]]
             if kind[codes[bad[0]]] == 1:
-                raise UserError(f"sequence {record!r} has the IUPAC code {char!r} at position {position + 1}: "
-                                "pass --set ambiguous_bases=as_n or fractional to accept ambiguity codes")
-            raise UserError(f"sequence {record!r} has {char!r} at position {position + 1}, which is not a "
-                            "nucleotide (A, C, G, T, N or an IUPAC code)")
+                raise UserError(
+                    f"sequence {record!r} has the IUPAC code {char!r} at position {position + 1}: "
+                    "pass --set ambiguous_bases=as_n or fractional to accept ambiguity codes"
+                )
+            raise UserError(
+                f"sequence {record!r} has {char!r} at position {position + 1}, which is not a "
+                "nucleotide (A, C, G, T, N or an IUPAC code)"
+            )
         codes = np.frombuffer(fit_length(sequence, length, length_policy, record).encode("ascii"), np.uint8)
         out[row] = values[codes]  # (length, 4)
     return out
@@ -192,15 +223,23 @@ def reverse_complement(one_hot_batch: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- datasets
 
 
-def to_dataset_dict(splits: dict[str, dict[str, list]], label_names: list[str], extra_features: dict | None = None):
+def to_dataset_dict(
+    splits: dict[str, dict[str, list]], label_names: list[str], extra_features: dict | None = None
+):
     """{split: {'id', 'sequence', 'labels' (positive indices)[, extra columns]}} -> DatasetDict."""
     import datasets
 
-    features = datasets.Features({"id": datasets.Value("string"), "sequence": datasets.Value("string"),
-                                  "labels": datasets.Sequence(datasets.ClassLabel(names=list(label_names))),
-                                  **(extra_features or {})})
-    return datasets.DatasetDict({name: datasets.Dataset.from_dict(columns, features=features)
-                                 for name, columns in splits.items()})
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "sequence": datasets.Value("string"),
+            "labels": datasets.Sequence(datasets.ClassLabel(names=list(label_names))),
+            **(extra_features or {}),
+        }
+    )
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(columns, features=features) for name, columns in splits.items()}
+    )
 
 
 def carve_validation(columns: dict[str, list], fraction: float = 0.1, seed: int = 1234):
@@ -228,7 +267,9 @@ def fasta_folder(folder: str):
         raise UserError(f"fasta:{folder}: no such folder; it should hold train.fa, test.fa and labels.tsv")
     found = {}
     for split in ("train", "validation", "test"):
-        candidates = [root / f"{split}{suffix}" for suffix in FASTA_SUFFIXES if (root / f"{split}{suffix}").is_file()]
+        candidates = [
+            root / f"{split}{suffix}" for suffix in FASTA_SUFFIXES if (root / f"{split}{suffix}").is_file()
+        ]
         if candidates:
             found[split] = candidates[0]
     for required in ("train", "test"):
@@ -236,7 +277,9 @@ def fasta_folder(folder: str):
             raise UserError(f"fasta:{folder} lacks {required}.fa (or .fasta/.fna, optionally .gz)")
     label_file = next((root / n for n in LABEL_FILES if (root / n).is_file()), None)
     if label_file is None:
-        raise UserError(f"fasta:{folder} lacks labels.tsv (header 'id<TAB>label...' and one 0/1 row per record)")
+        raise UserError(
+            f"fasta:{folder} lacks labels.tsv (header 'id<TAB>label...' and one 0/1 row per record)"
+        )
     names, table = read_label_table(label_file)
     splits, named = {}, set()
     for split, path in found.items():
@@ -247,12 +290,16 @@ def fasta_folder(folder: str):
             if record not in table:
                 raise UserError(f"record {record!r} of {path} has no row in {label_file}")
             named.add(record)
-        splits[split] = {"id": [r for r, _ in records], "sequence": [s for _, s in records],
-                         "labels": [table[r] for r, _ in records]}
+        splits[split] = {
+            "id": [r for r, _ in records],
+            "sequence": [s for _, s in records],
+            "labels": [table[r] for r, _ in records],
+        }
     missing = [record for record in table if record not in named]
     if missing:
-        raise UserError(f"{label_file} names {len(missing)} sequence(s) that no FASTA file holds, "
-                        f"first {missing[0]!r}")
+        raise UserError(
+            f"{label_file} names {len(missing)} sequence(s) that no FASTA file holds, first {missing[0]!r}"
+        )
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation(splits["train"])
     return to_dataset_dict(splits, names)
@@ -287,9 +334,13 @@ def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, r
     codes = rng.choice(4, size=(count, length), p=background)  # (N, L) base indices
     present = rng.random((count, len(pwms))) < rate  # (N, K)
     minus = rng.random((count, len(pwms))) < 0.5  # (N, K) instance on the reverse strand
-    starts = rng.integers(0, length - max(len(p) for p in pwms) + 1, size=(count, len(pwms), 50))  # candidates
+    starts = rng.integers(
+        0, length - max(len(p) for p in pwms) + 1, size=(count, len(pwms), 50)
+    )  # candidates
     # One draw per PWM column for every (sequence, motif): (N, w) base indices per motif.
-    instances = [(rng.random((count, len(p)))[..., None] > np.cumsum(p, axis=1)).sum(-1).clip(0, 3) for p in pwms]
+    instances = [
+        (rng.random((count, len(p)))[..., None] > np.cumsum(p, axis=1)).sum(-1).clip(0, 3) for p in pwms
+    ]
     masked, gapped = rng.random(count) < 0.2, rng.random(count) < 0.05  # soft-masked stretch, N run
     decorations = rng.integers(0, length - 20, size=(count, 2)), rng.integers(1, 11, size=count)
     columns = {"id": [], "sequence": [], "labels": [], "site_motif": [], "site_start": [], "site_strand": []}
@@ -298,7 +349,9 @@ def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, r
         sites = []
         for m in np.flatnonzero(present[i]):
             width = len(pwms[m])
-            start = next((int(s) for s in starts[i, m] if not occupied[s : s + width].any()), None)  # no overlaps
+            start = next(
+                (int(s) for s in starts[i, m] if not occupied[s : s + width].any()), None
+            )  # no overlaps
             if start is None:
                 continue  # no room left: the motif (and its label) is left out
             bases = instances[m][i]
@@ -322,8 +375,16 @@ def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, r
 
 
 @register("motifs")
-def motifs(num_train: int = 24000, num_validation: int = 1000, num_test: int = 1000, sequence_length: int = 200,
-           num_motifs: int = 5, rate: float = 0.3, gc: float = 0.42, seed: int = 0):
+def motifs(
+    num_train: int = 24000,
+    num_validation: int = 1000,
+    num_test: int = 1000,
+    sequence_length: int = 200,
+    num_motifs: int = 5,
+    rate: float = 0.3,
+    gc: float = 0.42,
+    seed: int = 0,
+):
     """Random background (GC fraction `gc`) with planted instances of `num_motifs` PWMs, each present in a
     sequence with probability `rate` on either strand: several labels per sequence. The planted sites are
     columns (site_motif, site_start 0-based, site_strand); the PWMs are planted_motifs(num_motifs, seed)."""
@@ -331,11 +392,15 @@ def motifs(num_train: int = 24000, num_validation: int = 1000, num_test: int = 1
 
     names, pwms = planted_motifs(num_motifs, seed)
     rng = np.random.default_rng([seed, 2])
-    splits = {split: _sample_split(count, sequence_length, pwms, rate, gc, rng, f"{split}_")
-              for split, count in (("train", num_train), ("validation", num_validation), ("test", num_test))}
-    sites = {"site_motif": datasets.Sequence(datasets.Value("int32")),
-             "site_start": datasets.Sequence(datasets.Value("int32")),
-             "site_strand": datasets.Sequence(datasets.Value("string"))}
+    splits = {
+        split: _sample_split(count, sequence_length, pwms, rate, gc, rng, f"{split}_")
+        for split, count in (("train", num_train), ("validation", num_validation), ("test", num_test))
+    }
+    sites = {
+        "site_motif": datasets.Sequence(datasets.Value("int32")),
+        "site_start": datasets.Sequence(datasets.Value("int32")),
+        "site_strand": datasets.Sequence(datasets.Value("string")),
+    }
     return to_dataset_dict(splits, names, sites)
 
 
@@ -343,13 +408,24 @@ def save_motifs(folder: str | Path, names: list[str], pwms: list[np.ndarray]) ->
     """PWMs as MEME minimal motif format (for Tomtom and friends) and JSON."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meme = ["MEME version 4", "", f"ALPHABET= {ALPHABET}", "", "strands: + -", "",
-            "Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
+    meme = [
+        "MEME version 4",
+        "",
+        f"ALPHABET= {ALPHABET}",
+        "",
+        "strands: + -",
+        "",
+        "Background letter frequencies",
+        "A 0.25 C 0.25 G 0.25 T 0.25",
+        "",
+    ]
     for name, pwm in zip(names, pwms):
         meme += [f"MOTIF {name}", f"letter-probability matrix: alength= 4 w= {len(pwm)}"]
         meme += [" ".join(f"{p:.4f}" for p in row) for row in pwm] + [""]
     (folder / "motifs.meme").write_text("\n".join(meme))
-    (folder / "motifs.json").write_text(json.dumps({n: np.round(p, 6).tolist() for n, p in zip(names, pwms)}, indent=1))
+    (folder / "motifs.json").write_text(
+        json.dumps({n: np.round(p, 6).tolist() for n, p in zip(names, pwms)}, indent=1)
+    )
     return [folder / "motifs.meme", folder / "motifs.json"]
 
 
@@ -360,11 +436,21 @@ HUB_REVISIONS = {
     "katarinagresova/Genomic_Benchmarks_human_nontata_promoters": "e0003669df0a180c8570ebe091ed91f20fa080ec",
     "InstaDeepAI/nucleotide_transformer_downstream_tasks_revised": "851f9946252e90c665cdb3cc3eedb78f1f26197c",
 }
-GENOMIC_BENCHMARKS = ("human_nontata_promoters", "human_enhancers_cohn", "human_enhancers_ensembl",
-                      "human_ocr_ensembl", "human_ensembl_regulatory", "demo_coding_vs_intergenomic_seqs",
-                      "demo_human_or_worm", "drosophila_enhancers_stark", "dummy_mouse_enhancers_ensembl")
-NT_REPOS = ("InstaDeepAI/nucleotide_transformer_downstream_tasks",
-            "InstaDeepAI/nucleotide_transformer_downstream_tasks_revised")
+GENOMIC_BENCHMARKS = (
+    "human_nontata_promoters",
+    "human_enhancers_cohn",
+    "human_enhancers_ensembl",
+    "human_ocr_ensembl",
+    "human_ensembl_regulatory",
+    "demo_coding_vs_intergenomic_seqs",
+    "demo_human_or_worm",
+    "drosophila_enhancers_stark",
+    "dummy_mouse_enhancers_ensembl",
+)
+NT_REPOS = (
+    "InstaDeepAI/nucleotide_transformer_downstream_tasks",
+    "InstaDeepAI/nucleotide_transformer_downstream_tasks_revised",
+)
 
 
 def _revision(repo: str, asked: str) -> str:
@@ -372,8 +458,10 @@ def _revision(repo: str, asked: str) -> str:
         return asked
     if HUB_REVISIONS.get(repo):
         return HUB_REVISIONS[repo]
-    raise UserError(f"no pinned revision is known for {repo}: append @<commit sha> (or @main to accept "
-                    "whatever the hub serves today)")
+    raise UserError(
+        f"no pinned revision is known for {repo}: append @<commit sha> (or @main to accept "
+        "whatever the hub serves today)"
+    )
 
 
 def _class_columns(raw, sequence_column: str, label_column: str, positive_name: str):
@@ -390,9 +478,11 @@ def _class_columns(raw, sequence_column: str, label_column: str, positive_name: 
     for split, data in raw.items():
         rows = data.to_dict()
         prefix = f"{split}_"
-        splits[split] = {"id": [str(n) for n in rows.get("name", [])] or [f"{prefix}{i}" for i in range(len(data))],
-                         "sequence": [s.upper() for s in rows[sequence_column]],
-                         "labels": [positives(int(v)) for v in rows[label_column]]}
+        splits[split] = {
+            "id": [str(n) for n in rows.get("name", [])] or [f"{prefix}{i}" for i in range(len(data))],
+            "sequence": [s.upper() for s in rows[sequence_column]],
+            "labels": [positives(int(v)) for v in rows[label_column]],
+        }
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation(splits["train"])
     return to_dataset_dict(splits, names)
@@ -403,7 +493,9 @@ def _genomic_benchmark(raw, name: str):
 
 
 for _name in GENOMIC_BENCHMARKS:
-    register_hub(f"katarinagresova/Genomic_Benchmarks_{_name}")(lambda raw, n=_name: _genomic_benchmark(raw, n))
+    register_hub(f"katarinagresova/Genomic_Benchmarks_{_name}")(
+        lambda raw, n=_name: _genomic_benchmark(raw, n)
+    )
 
 
 @register("genomic-benchmarks")
@@ -413,7 +505,9 @@ def genomic_benchmarks(name: str):
 
     name, _, asked = name.partition("@")
     if name not in GENOMIC_BENCHMARKS:
-        raise UserError(f"unknown Genomic Benchmarks set {name!r}: expected one of {', '.join(GENOMIC_BENCHMARKS)}")
+        raise UserError(
+            f"unknown Genomic Benchmarks set {name!r}: expected one of {', '.join(GENOMIC_BENCHMARKS)}"
+        )
     repo = f"katarinagresova/Genomic_Benchmarks_{name}"
     return _genomic_benchmark(load_hub(repo, _revision(repo, asked)), name)
 
@@ -446,6 +540,8 @@ def nucleotide_transformer(task: str):
             raw = datasets.load_dataset(repo, revision=revision, data_dir=task)
     except (OSError, ValueError, ConnectionError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"could not load {repo}@{revision} task {task} ({first}); check the network or set "
-                        "ZOO_HUB_MIRROR to a folder of its parquet files") from None
+        raise UserError(
+            f"could not load {repo}@{revision} task {task} ({first}); check the network or set "
+            "ZOO_HUB_MIRROR to a folder of its parquet files"
+        ) from None
     return _nt_task(raw, task)

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from shared.errors import UserError
 
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-                 "dev": "validation", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 
 def mirror_files(repo_id: str) -> dict[str, list[str]] | None:

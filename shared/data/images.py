@@ -57,13 +57,24 @@ def digits():
     return to_dataset_dict(fixed_split(x, bunch.target, (180, 180), seed=1234), [str(i) for i in range(10)])
 
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _from_hub_images(raw, image_column: str, label_column: str, channels: int, class_names: list[str],
-                     val_size: int = 5000):
+def _from_hub_images(
+    raw, image_column: str, label_column: str, channels: int, class_names: list[str], val_size: int = 5000
+):
     """Hub image parquet (PIL images or {'bytes': ...}) -> our schema; validation carved from train."""
     import io
 
@@ -84,8 +95,11 @@ def _from_hub_images(raw, image_column: str, label_column: str, channels: int, c
     order = np.random.default_rng(1234).permutation(len(x_train))
     val, train = order[:val_size], order[val_size:]
     return to_dataset_dict(
-        {"train": (x_train[train], y_train[train]), "validation": (x_train[val], y_train[val]),
-         "test": (x_test, y_test)},
+        {
+            "train": (x_train[train], y_train[train]),
+            "validation": (x_train[val], y_train[val]),
+            "test": (x_test, y_test),
+        },
         class_names,
     )
 

@@ -17,13 +17,24 @@ class BatchIterator:
     what one process with the same global batch sees, split in W slices.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         lengths = {k: len(v) for k, v in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"arrays of unequal length: {lengths}")
         if batch_size < 1 or batch_size % world_size:
-            raise ValueError(f"global batch size {batch_size} must be a positive multiple of world size {world_size}")
+            raise ValueError(
+                f"global batch size {batch_size} must be a positive multiple of world size {world_size}"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.arrays, self.batch_size, self.shuffle, self.seed = arrays, batch_size, shuffle, seed

@@ -35,8 +35,19 @@ DEFAULT_COUNTS = {"train": 3000, "validation": 300, "test": 500}
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 FAR_M = 120.0  # ground beyond this distance is background (lost in haze)
 SHOULDER_M = 0.4  # asphalt beyond the edge lines
-VEHICLE_COLOURS = np.array([(170, 25, 25), (25, 45, 150), (225, 225, 225), (25, 25, 28), (140, 140, 145),
-                            (200, 160, 25), (30, 105, 50), (90, 50, 30)], np.float64)
+VEHICLE_COLOURS = np.array(
+    [
+        (170, 25, 25),
+        (25, 45, 150),
+        (225, 225, 225),
+        (25, 25, 28),
+        (140, 140, 145),
+        (200, 160, 25),
+        (30, 105, 50),
+        (90, 50, 30),
+    ],
+    np.float64,
+)
 
 
 @dataclass(frozen=True)
@@ -58,31 +69,57 @@ def sample_scene(rng: np.random.Generator) -> dict:
     ego = int(rng.integers(0, lanes))
     vehicles = []
     for _ in range(int(rng.integers(0, 5))):
-        vehicles.append({"lane": int(rng.integers(0, lanes)) - ego, "distance": rng.uniform(6.0, 60.0),
-                         "jitter": rng.uniform(-0.3, 0.3), "width": rng.uniform(1.6, 2.0),
-                         "height": rng.uniform(1.3, 2.2), "colour": VEHICLE_COLOURS[rng.integers(0, 8)]})
+        vehicles.append(
+            {
+                "lane": int(rng.integers(0, lanes)) - ego,
+                "distance": rng.uniform(6.0, 60.0),
+                "jitter": rng.uniform(-0.3, 0.3),
+                "width": rng.uniform(1.6, 2.0),
+                "height": rng.uniform(1.3, 2.2),
+                "colour": VEHICLE_COLOURS[rng.integers(0, 8)],
+            }
+        )
     return {
         "curvature": rng.uniform(-1 / 30, 1 / 30),  # 1/m at the car; positive bends right
         "curvature_rate": rng.uniform(-4e-4, 4e-4),  # 1/m^2 (a clothoid's linear change of curvature)
         "offset": rng.uniform(-0.5, 0.5),  # the car's lateral offset from its lane centre
         "heading": rng.uniform(-0.04, 0.04),  # the road's direction relative to the car's
-        "lanes": lanes, "ego": ego, "lane_width": rng.uniform(3.2, 3.8),
-        "marking_width": rng.uniform(0.15, 0.25), "dash": 3.0, "gap": rng.uniform(5.0, 9.0),
-        "dash_phase": rng.uniform(0.0, 12.0), "yellow_edges": bool(rng.random() < 0.3),
+        "lanes": lanes,
+        "ego": ego,
+        "lane_width": rng.uniform(3.2, 3.8),
+        "marking_width": rng.uniform(0.15, 0.25),
+        "dash": 3.0,
+        "gap": rng.uniform(5.0, 9.0),
+        "dash_phase": rng.uniform(0.0, 12.0),
+        "yellow_edges": bool(rng.random() < 0.3),
         "vehicles": sorted(vehicles, key=lambda v: -v["distance"]),  # painted far to near
         "asphalt": rng.uniform(70, 120) * np.array([1.0, 1.0, rng.uniform(1.0, 1.08)]),
         "verge": np.array([(70, 120, 45), (150, 130, 90), (95, 110, 60)][rng.integers(0, 3)], np.float64),
         "sky": np.array([rng.uniform(60, 140), rng.uniform(120, 180), rng.uniform(190, 250)]),
-        "gain": rng.uniform(0.6, 1.25), "cast": rng.uniform(0.92, 1.08, size=3), "noise": rng.uniform(2.0, 8.0),
-        "shadows": [(rng.uniform(0, 1), rng.uniform(0.55, 1), rng.uniform(0.1, 0.4), rng.uniform(0.05, 0.2),
-                     rng.uniform(0.5, 0.8)) for _ in range(int(rng.integers(0, 3)))],
+        "gain": rng.uniform(0.6, 1.25),
+        "cast": rng.uniform(0.92, 1.08, size=3),
+        "noise": rng.uniform(2.0, 8.0),
+        "shadows": [
+            (
+                rng.uniform(0, 1),
+                rng.uniform(0.55, 1),
+                rng.uniform(0.1, 0.4),
+                rng.uniform(0.05, 0.2),
+                rng.uniform(0.5, 0.8),
+            )
+            for _ in range(int(rng.integers(0, 3)))
+        ],
     }
 
 
 def lane_centre(scene: dict, z):
     """Lateral position (m) of the ego lane's centre line at distance z ahead."""
-    return (-scene["offset"] + scene["heading"] * z + scene["curvature"] * z**2 / 2
-            + scene["curvature_rate"] * z**3 / 6)
+    return (
+        -scene["offset"]
+        + scene["heading"] * z
+        + scene["curvature"] * z**2 / 2
+        + scene["curvature_rate"] * z**3 / 6
+    )
 
 
 def steering_angle(scene: dict, camera: Camera = Camera()) -> float:
@@ -110,7 +147,9 @@ def render(scene: dict, rng: np.random.Generator, height: int, width: int, camer
     v = np.arange(height, dtype=np.float64)[:, None] + 0.5  # pixel centres, (H, 1)
     u = np.arange(width, dtype=np.float64)[None, :] + 0.5  # (1, W)
     ground = np.broadcast_to(v > horizon + 1e-9, (height, width))
-    depth = np.where(v > horizon + 1e-9, f * camera.height_m / np.maximum(v - horizon, 1e-9), np.inf)  # (H, 1)
+    depth = np.where(
+        v > horizon + 1e-9, f * camera.height_m / np.maximum(v - horizon, 1e-9), np.inf
+    )  # (H, 1)
     ground = ground & (depth < FAR_M)
     depth = np.minimum(depth, FAR_M)  # finite everywhere; rows above the horizon are masked by `ground`
     x = (u - cx) * depth / f  # lateral metres on the ground, (H, W)
@@ -155,7 +194,11 @@ def render(scene: dict, rng: np.random.Generator, height: int, width: int, camer
         rel_u = ((u[:, block[1]] - left) / (right - left))[0]  # (cols,)
         colour = np.broadcast_to(car["colour"], (rows.size, cols.size, 3)).copy()
         colour[(rel_v > 0.12) & (rel_v < 0.42)] = (40, 45, 55)  # rear window
-        colour[np.ix_((rel_v > 0.5) & (rel_v < 0.65), (rel_u < 0.18) | (rel_u > 0.82))] = (210, 25, 20)  # lights
+        colour[np.ix_((rel_v > 0.5) & (rel_v < 0.65), (rel_u < 0.18) | (rel_u > 0.82))] = (
+            210,
+            25,
+            20,
+        )  # lights
         colour[rel_v > 0.86] = (22, 22, 22)  # bumper and tyres
         hz = min(z / 250, 0.45)
         image[block] = colour * (1 - hz) + 200 * hz
@@ -182,13 +225,19 @@ def to_dataset_dict(splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     import datasets
 
     height, width = splits["train"][1].shape[1:]
-    features = datasets.Features({"image": datasets.Array3D((height, width, 3), "uint8"),
-                                  "mask": datasets.Array2D((height, width), "uint8"),
-                                  "steering": datasets.Value("float32")})
-    return datasets.DatasetDict({
-        name: datasets.Dataset.from_dict({"image": x, "mask": m, "steering": s}, features=features)
-        for name, (x, m, s) in splits.items()
-    })
+    features = datasets.Features(
+        {
+            "image": datasets.Array3D((height, width, 3), "uint8"),
+            "mask": datasets.Array2D((height, width), "uint8"),
+            "steering": datasets.Value("float32"),
+        }
+    )
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict({"image": x, "mask": m, "steering": s}, features=features)
+            for name, (x, m, s) in splits.items()
+        }
+    )
 
 
 def parse_size(text: str, where: str) -> tuple[int, int]:
@@ -199,8 +248,14 @@ def parse_size(text: str, where: str) -> tuple[int, int]:
 
 
 @register("roads")
-def roads(options: str = "", *, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], seed: int = 0,
-          **counts: int):
+def roads(
+    options: str = "",
+    *,
+    height: int = DEFAULT_SIZE[0],
+    width: int = DEFAULT_SIZE[1],
+    seed: int = 0,
+    **counts: int,
+):
     """Rendered road scenes. options (after 'roads:') are comma-separated: HEIGHTxWIDTH, train=N,
     validation=N, test=N, seed=N; keyword arguments say the same (counts default to DEFAULT_COUNTS)."""
     counts = {**DEFAULT_COUNTS, **counts}
@@ -213,10 +268,14 @@ def roads(options: str = "", *, height: int = DEFAULT_SIZE[0], width: int = DEFA
         elif key in DEFAULT_COUNTS and value.isdigit():
             counts[key] = int(value)
         else:
-            raise UserError(f"dataset roads: unknown option {item!r}; expected HEIGHTxWIDTH, train=N, "
-                            "validation=N, test=N or seed=N, e.g. roads:48x96,train=2000")
+            raise UserError(
+                f"dataset roads: unknown option {item!r}; expected HEIGHTxWIDTH, train=N, "
+                "validation=N, test=N or seed=N, e.g. roads:48x96,train=2000"
+            )
     if set(counts) != set(DEFAULT_COUNTS) or min(counts.values()) < 1:
-        raise UserError(f"dataset roads: split sizes must be train, validation and test, each >= 1; found {counts}")
+        raise UserError(
+            f"dataset roads: split sizes must be train, validation and test, each >= 1; found {counts}"
+        )
     return to_dataset_dict({name: render_split(name, n, height, width, seed) for name, n in counts.items()})
 
 
@@ -231,13 +290,25 @@ def open_rgb(path: str | Path, what: str = "image"):
         img = Image.open(path)
         img.load()  # decode now, so a truncated file fails here
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise UserError(f"cannot read {what} {path}: {str(err) or type(err).__name__} (a corrupt or non-image file)") from None
+        raise UserError(
+            f"cannot read {what} {path}: {str(err) or type(err).__name__} (a corrupt or non-image file)"
+        ) from None
     if img.mode != "RGB":
-        kind = {"L": "a grayscale image", "LA": "a grayscale image with alpha", "1": "a black-and-white image",
-                "I": "a 32-bit grayscale image", "I;16": "a 16-bit grayscale image", "F": "a float grayscale image",
-                "RGBA": "an RGB image with an alpha channel", "P": "a palette image", "CMYK": "a CMYK image"}
-        raise UserError(f"{what} {path} is {kind.get(img.mode, 'an image')} (mode {img.mode}); the model reads "
-                        "8-bit RGB colour images: convert it to RGB first")
+        kind = {
+            "L": "a grayscale image",
+            "LA": "a grayscale image with alpha",
+            "1": "a black-and-white image",
+            "I": "a 32-bit grayscale image",
+            "I;16": "a 16-bit grayscale image",
+            "F": "a float grayscale image",
+            "RGBA": "an RGB image with an alpha channel",
+            "P": "a palette image",
+            "CMYK": "a CMYK image",
+        }
+        raise UserError(
+            f"{what} {path} is {kind.get(img.mode, 'an image')} (mode {img.mode}); the model reads "
+            "8-bit RGB colour images: convert it to RGB first"
+        )
     return img
 
 
@@ -275,14 +346,18 @@ def cityscapes_frames(root: Path, split: str) -> list[tuple[Path, Path, Path]]:
     """(image, labelIds, vehicle json) per frame of a Cityscapes split; a missing label file is an error."""
     images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
     if not images:
-        raise UserError(f"Cityscapes folder {root} has no images in leftImg8bit/{split}/<city>/*_leftImg8bit.png")
+        raise UserError(
+            f"Cityscapes folder {root} has no images in leftImg8bit/{split}/<city>/*_leftImg8bit.png"
+        )
     frames = []
     for image in images:
         stem, city = image.name[: -len("_leftImg8bit.png")], image.parent.name
         label = root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
         if not label.is_file():
-            raise UserError(f"Cityscapes label file {label} is missing (for {image}): unpack gtFine_trainvaltest "
-                            "into the same folder")
+            raise UserError(
+                f"Cityscapes label file {label} is missing (for {image}): unpack gtFine_trainvaltest "
+                "into the same folder"
+            )
         frames.append((image, label, root / "vehicle" / split / city / f"{stem}_vehicle.json"))
     return frames
 
@@ -296,7 +371,9 @@ def cityscapes_steering(path: Path, wheelbase_m: float = Camera.wheelbase_m) -> 
         data = json.loads(path.read_text())
         speed, yaw_rate = float(data["speed"]), float(data["yawRate"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UserError(f"Cityscapes vehicle file {path} is unreadable ({err}); expected speed and yawRate") from None
+        raise UserError(
+            f"Cityscapes vehicle file {path} is unreadable ({err}); expected speed and yawRate"
+        ) from None
     return float("nan") if speed < 1.0 else -math.degrees(math.atan(wheelbase_m * yaw_rate / speed))
 
 
@@ -315,8 +392,14 @@ def load_cityscapes_frame(image: Path, label: Path, height: int, width: int):
 
 
 @register("cityscapes")
-def cityscapes(location: str = "", *, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1],
-               validation_fraction: float = 0.1, seed: int = 0):
+def cityscapes(
+    location: str = "",
+    *,
+    height: int = DEFAULT_SIZE[0],
+    width: int = DEFAULT_SIZE[1],
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+):
     """Cityscapes from a local folder. Its test labels are withheld, so its val split is our test split and
     our validation split is a seeded `validation_fraction` of its train split."""
     path, at, size = location.rpartition("@")
@@ -333,7 +416,9 @@ def cityscapes(location: str = "", *, height: int = DEFAULT_SIZE[0], width: int 
     order = np.random.default_rng(seed).permutation(len(frames["train"]))
     n_val = max(1, round(validation_fraction * len(order)))
     if n_val >= len(order):
-        raise UserError(f"Cityscapes train split of {root} has {len(order)} frame(s): too few to carve a validation split")
+        raise UserError(
+            f"Cityscapes train split of {root} has {len(order)} frame(s): too few to carve a validation split"
+        )
     frames["validation"] = [frames["train"][i] for i in order[:n_val]]
     frames["train"] = [frames["train"][i] for i in order[n_val:]]
     splits = {}
@@ -344,8 +429,13 @@ def cityscapes(location: str = "", *, height: int = DEFAULT_SIZE[0], width: int 
     return to_dataset_dict(splits)
 
 
-def write_sample_images(folder: str | Path, count: int = 4, height: int = DEFAULT_SIZE[0],
-                        width: int = DEFAULT_SIZE[1], seed: int = 0) -> list[Path]:
+def write_sample_images(
+    folder: str | Path,
+    count: int = 4,
+    height: int = DEFAULT_SIZE[0],
+    width: int = DEFAULT_SIZE[1],
+    seed: int = 0,
+) -> list[Path]:
     """PNG files of test-split scenes, for trying tools/predict.py: roads_test_<i>.png."""
     from PIL import Image
 

@@ -34,7 +34,9 @@ def check_keys(batch: dict, required: dict[str, tuple[str, int | None]]) -> None
 
     for key, (kind, rank) in required.items():
         if key not in batch:
-            raise ValueError(f"batch lacks {key!r}: expected keys {', '.join(required)}; found {', '.join(batch)}")
+            raise ValueError(
+                f"batch lacks {key!r}: expected keys {', '.join(required)}; found {', '.join(batch)}"
+            )
         array = np.asarray(batch[key])
         if array.dtype.kind not in kind:
             raise ValueError(f"batch[{key!r}] has dtype {array.dtype}; expected kind {kind!r}")

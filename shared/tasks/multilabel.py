@@ -33,14 +33,22 @@ def check_batch(config, batch: dict) -> None:
     check_keys(batch, {"sequence": ("f", 3)})
     found = tuple(batch["sequence"].shape[1:])
     if found != (config.sequence_length, 4):
-        raise ValueError(f"batch['sequence'] has shape (B, {found[0]}, {found[1]}); the model expects "
-                         f"(B, {config.sequence_length}, 4) one-hot A, C, G, T")
+        raise ValueError(
+            f"batch['sequence'] has shape (B, {found[0]}, {found[1]}); the model expects "
+            f"(B, {config.sequence_length}, 4) one-hot A, C, G, T"
+        )
 
 
 def encode(ids: list[str], sequences: list[str], config) -> np.ndarray:
     """Strings -> (N, sequence_length, 4) float32 with the config's N, ambiguity and length policies."""
-    return dna.one_hot(sequences, ids, config.sequence_length, config.n_encoding, config.ambiguous_bases,
-                       config.length_policy)
+    return dna.one_hot(
+        sequences,
+        ids,
+        config.sequence_length,
+        config.n_encoding,
+        config.ambiguous_bases,
+        config.length_policy,
+    )
 
 
 def multi_hot(positives: list[list[int]], num_labels: int) -> np.ndarray:
@@ -54,21 +62,33 @@ def prepare(dataset, config, state: dict | None = None):
     """DatasetDict(id, sequence, labels as positive indices) -> {split: {sequence, labels}} numpy arrays."""
     names = list(next(iter(dataset.values())).features["labels"].feature.names)
     if state is not None and names != state["label_names"]:
-        raise UserError(f"the data's labels {names[:5]} differ from the checkpoint's {state['label_names'][:5]}")
+        raise UserError(
+            f"the data's labels {names[:5]} differ from the checkpoint's {state['label_names'][:5]}"
+        )
     if len(names) != config.num_labels:
-        raise UserError(f"the data has {len(names)} label(s) ({', '.join(names[:5])}) but the model is configured "
-                        f"for num_labels={config.num_labels}: pass --set num_labels={len(names)}")
+        raise UserError(
+            f"the data has {len(names)} label(s) ({', '.join(names[:5])}) but the model is configured "
+            f"for num_labels={config.num_labels}: pass --set num_labels={len(names)}"
+        )
     lengths = sorted({len(s) for split in dataset.values() for s in split["sequence"]})
     if state is None:
-        state = {"kind": "dna_one_hot", "alphabet": dna.ALPHABET, "label_names": names,
-                 "sequence_length": config.sequence_length, "n_encoding": config.n_encoding,
-                 "ambiguous_bases": config.ambiguous_bases, "length_policy": config.length_policy,
-                 "raw_lengths": [lengths[0], lengths[-1]]}
+        state = {
+            "kind": "dna_one_hot",
+            "alphabet": dna.ALPHABET,
+            "label_names": names,
+            "sequence_length": config.sequence_length,
+            "n_encoding": config.n_encoding,
+            "ambiguous_bases": config.ambiguous_bases,
+            "length_policy": config.length_policy,
+            "raw_lengths": [lengths[0], lengths[-1]],
+        }
     splits = {}
     for name, split in dataset.items():
         columns = split.to_dict()
-        splits[name] = {"sequence": encode(columns["id"], columns["sequence"], config),
-                        "labels": multi_hot(columns["labels"], len(names))}
+        splits[name] = {
+            "sequence": encode(columns["id"], columns["sequence"], config),
+            "labels": multi_hot(columns["labels"], len(names)),
+        }
     return splits, state
 
 
@@ -93,9 +113,11 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     logits, labels = np.asarray(outputs["logits"], np.float64), np.asarray(batch["labels"])
     auroc, auprc = per_label_scores(logits, labels)
     defined = ~np.isnan(auroc)
-    result = {"auroc": float(auroc[defined].mean()) if defined.any() else float("nan"),
-              "auprc": float(auprc[defined].mean()) if defined.any() else float("nan"),
-              "loss": binary_cross_entropy(logits, labels)}
+    result = {
+        "auroc": float(auroc[defined].mean()) if defined.any() else float("nan"),
+        "auprc": float(auprc[defined].mean()) if defined.any() else float("nan"),
+        "loss": binary_cross_entropy(logits, labels),
+    }
     if labels.shape[1] <= PER_LABEL_LIMIT and labels.shape[1] > 1:
         result.update({f"auroc_{k}": float(v) for k, v in enumerate(auroc)})
         result.update({f"auprc_{k}": float(v) for k, v in enumerate(auprc)})
@@ -114,8 +136,12 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
             records.append((record, sequence))
     ids = [r for r, _ in records]
     x = encode(ids, [s for _, s in records], config)  # (N, L, 4)
-    logits = np.concatenate([spec.forward(model, {"sequence": x[i : i + config.eval_batch_size]})["logits"]
-                             for i in range(0, len(x), config.eval_batch_size)])
+    logits = np.concatenate(
+        [
+            spec.forward(model, {"sequence": x[i : i + config.eval_batch_size]})["logits"]
+            for i in range(0, len(x), config.eval_batch_size)
+        ]
+    )
     probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))  # (N, K)
     lines = ["\t".join(["id", *state["label_names"]])]
     lines += ["\t".join([record, *(f"{p:.4f}" for p in row)]) for record, row in zip(ids, probabilities)]

@@ -43,11 +43,15 @@ def check_batch(config, batch: dict) -> None:
     check_keys(batch, {"image": ("f", 4)})
     n, height, width, channels = batch["image"].shape
     if channels != config.in_channels:
-        raise UserError(f"images have {channels} channel(s) (NHWC); the model expects in_channels={config.in_channels}")
+        raise UserError(
+            f"images have {channels} channel(s) (NHWC); the model expects in_channels={config.in_channels}"
+        )
     if (height, width) != (config.image_height, config.image_width):
-        raise UserError(f"images are {height}x{width}; the model takes {config.image_height}x{config.image_width} "
-                        "(its steering head flattens a fixed-size feature map): centre-crop and resize them "
-                        "(shared/data/roads.py fit_to_size, as tools/predict.py does)")
+        raise UserError(
+            f"images are {height}x{width}; the model takes {config.image_height}x{config.image_width} "
+            "(its steering head flattens a fixed-size feature map): centre-crop and resize them "
+            "(shared/data/roads.py fit_to_size, as tools/predict.py does)"
+        )
     if "mask" in batch:
         check_keys(batch, {"mask": ("iu", 3)})
         if batch["mask"].shape != (n, height, width):
@@ -82,21 +86,33 @@ def prepare(dataset, config, state: dict | None = None):
     first = splits["train"] if "train" in splits else next(iter(splits.values()))
     height, width, channels = first["image"].shape[1:]
     if channels != config.in_channels:
-        raise UserError(f"the data has {channels}-channel images but the model is configured for "
-                        f"in_channels={config.in_channels}: pass --set in_channels={channels}")
+        raise UserError(
+            f"the data has {channels}-channel images but the model is configured for "
+            f"in_channels={config.in_channels}: pass --set in_channels={channels}"
+        )
     if (height, width) != (config.image_height, config.image_width):
-        raise UserError(f"the data has {height}x{width} images but the model is configured for "
-                        f"{config.image_height}x{config.image_width}: pass --set image_height={height} "
-                        f"--set image_width={width}, or render roads at the model's size (--data "
-                        f"roads:{config.image_height}x{config.image_width})")
+        raise UserError(
+            f"the data has {height}x{width} images but the model is configured for "
+            f"{config.image_height}x{config.image_width}: pass --set image_height={height} "
+            f"--set image_width={width}, or render roads at the model's size (--data "
+            f"roads:{config.image_height}x{config.image_width})"
+        )
     top = max(int(s["mask"].max()) for s in splits.values())
     if top >= config.num_classes:
-        raise UserError(f"the data has class {top} but num_classes={config.num_classes}: pass --set num_classes={top + 1}")
+        raise UserError(
+            f"the data has class {top} but num_classes={config.num_classes}: pass --set num_classes={top + 1}"
+        )
     if state is None:
         names = list(CLASS_NAMES) if config.num_classes == len(CLASS_NAMES) else None
         state = {"kind": "image_standardize", "class_names": names, **channel_stats(first["image"])}
-    out = {name: {"image": normalize(s["image"], state), "mask": s["mask"].astype(np.int64),
-                  "steering": s["steering"].astype(np.float32)} for name, s in splits.items()}
+    out = {
+        name: {
+            "image": normalize(s["image"], state),
+            "mask": s["mask"].astype(np.int64),
+            "steering": s["steering"].astype(np.float32),
+        }
+        for name, s in splits.items()
+    }
     return out, state
 
 
@@ -112,7 +128,9 @@ class Scores:
 
     def __init__(self, num_classes: int, class_weights=None, steering_loss_weight: float = 0.0):
         self.confusion = np.zeros((num_classes, num_classes), np.int64)  # rows: label, columns: prediction
-        self.class_weights = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
+        self.class_weights = (
+            np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
+        )
         self.steering_loss_weight, self.ce_sum, self.weight_sum = steering_loss_weight, 0.0, 0.0
         self.errors: list[np.ndarray] = []
 
@@ -138,11 +156,13 @@ class Scores:
         errors = np.concatenate(self.errors) if self.errors else np.zeros(0)
         mse = float(np.mean(errors**2)) if errors.size else float("nan")
         defined = iou[np.isfinite(iou)]
-        out = {"miou": float(defined.mean()) if defined.size else float("nan"),
-               **{f"iou_{name}": float(v) for name, v in zip(names, iou)},
-               "pixel_accuracy": float(tp.sum() / max(self.confusion.sum(), 1)),
-               "steering_mae": float(np.mean(np.abs(errors))) if errors.size else float("nan"),
-               "steering_rmse": math.sqrt(mse) if errors.size else float("nan")}
+        out = {
+            "miou": float(defined.mean()) if defined.size else float("nan"),
+            **{f"iou_{name}": float(v) for name, v in zip(names, iou)},
+            "pixel_accuracy": float(tp.sum() / max(self.confusion.sum(), 1)),
+            "steering_mae": float(np.mean(np.abs(errors))) if errors.size else float("nan"),
+            "steering_rmse": math.sqrt(mse) if errors.size else float("nan"),
+        }
         steering_term = self.steering_loss_weight * mse if errors.size else 0.0
         out["loss"] = self.ce_sum / max(self.weight_sum, 1e-12) + steering_term  # the training loss
         return out
@@ -151,7 +171,9 @@ class Scores:
 def metrics(outputs: dict, batch: dict, config=None) -> dict[str, float]:
     """Scores of whole-split outputs; `loss` is the training loss given the config (plain mean CE without)."""
     num_classes = outputs["logits"].shape[-1]
-    scores = Scores(num_classes, getattr(config, "class_weights", None), getattr(config, "steering_loss_weight", 0.0))
+    scores = Scores(
+        num_classes, getattr(config, "class_weights", None), getattr(config, "steering_loss_weight", 0.0)
+    )
     scores.add(outputs["logits"], outputs["steering"], batch["mask"], batch["steering"])
     return scores.result(class_names(num_classes))
 
@@ -185,13 +207,21 @@ def after_training(spec, model, splits: dict, config, out: Path, state: dict, co
     names, paths = class_names(config.num_classes, state), []
     for i in range(len(display)):
         scale = max(1, math.ceil(256 / display.shape[1]))  # enlarged so that the legend is readable
-        big = np.asarray(Image.fromarray(display[i]).resize((display.shape[2] * scale, display.shape[1] * scale),
-                                                            Image.Resampling.NEAREST))
+        big = np.asarray(
+            Image.fromarray(display[i]).resize(
+                (display.shape[2] * scale, display.shape[1] * scale), Image.Resampling.NEAREST
+            )
+        )
         halves = []
-        for tag, mask, angle in (("pred", outputs["logits"][i].argmax(-1), float(outputs["steering"][i])),
-                                 ("truth", test["mask"][i], float(test["steering"][i]))):
-            halves.append(segmentation_overlay(big, mask, angle, folder / f"scene_{i:02d}_{tag}.png", names,
-                                               CLASS_COLOURS))
+        for tag, mask, angle in (
+            ("pred", outputs["logits"][i].argmax(-1), float(outputs["steering"][i])),
+            ("truth", test["mask"][i], float(test["steering"][i])),
+        ):
+            halves.append(
+                segmentation_overlay(
+                    big, mask, angle, folder / f"scene_{i:02d}_{tag}.png", names, CLASS_COLOURS
+                )
+            )
         pair = [Image.open(p) for p in halves]
         joined = Image.new("RGB", (pair[0].width * 2 + 8, pair[0].height), (255, 255, 255))
         joined.paste(pair[0], (0, 0))
@@ -209,9 +239,13 @@ def load_frame(path: str, config):
 
     img = open_rgb(path)
     crop = centre_crop(img, config.image_height, config.image_width)
-    scale = 256 / crop.height if crop.height < 256 else min(1.0, 720 / crop.height)  # display 256..720 px high
-    display = crop.resize((round(crop.width * scale), round(crop.height * scale)),
-                          Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
+    scale = (
+        256 / crop.height if crop.height < 256 else min(1.0, 720 / crop.height)
+    )  # display 256..720 px high
+    display = crop.resize(
+        (round(crop.width * scale), round(crop.height * scale)),
+        Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR,
+    )
     model_input = np.asarray(fit_to_size(img, config.image_height, config.image_width), np.uint8)
     return model_input, np.asarray(display, np.uint8), img.size
 
@@ -233,7 +267,9 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
     images = normalize(np.stack([f[0] for f in frames]), state)
     logits, steering = [], []
     for start in range(0, len(images), config.eval_batch_size):
-        outputs = spec.forward(model, {"image": images[start : start + config.eval_batch_size]}, training=False)
+        outputs = spec.forward(
+            model, {"image": images[start : start + config.eval_batch_size]}, training=False
+        )
         logits.append(outputs["logits"].argmax(-1))
         steering.append(outputs["steering"])
     masks, steering = np.concatenate(logits), np.concatenate(steering)
@@ -243,10 +279,21 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
     for i, (path, (_, display, size), mask, angle) in enumerate(zip(inputs, frames, masks, steering)):
         stem = Path(path).stem if Path(path).stem not in used else f"{Path(path).stem}_{i}"
         used.add(stem)
-        target = segmentation_overlay(display, mask, float(angle), out / f"{stem}_overlay.png", names,
-                                      CLASS_COLOURS, alpha=alpha, arrow_gain=gain)
+        target = segmentation_overlay(
+            display,
+            mask,
+            float(angle),
+            out / f"{stem}_overlay.png",
+            names,
+            CLASS_COLOURS,
+            alpha=alpha,
+            arrow_gain=gain,
+        )
         shares = ", ".join(f"{n} {np.mean(mask == c):.0%}" for c, n in enumerate(names) if c)
-        resized = "" if size == (config.image_width, config.image_height) else \
-            f" (resized {size[0]}x{size[1]} -> {config.image_width}x{config.image_height})"
+        resized = (
+            ""
+            if size == (config.image_width, config.image_height)
+            else f" (resized {size[0]}x{size[1]} -> {config.image_width}x{config.image_height})"
+        )
         side = "right" if angle > 0 else "left"
         print(f"{path}: steering {angle:+.2f} deg ({side}), {shares}{resized} -> {target}")

@@ -230,8 +230,10 @@ class TrainModule(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         half = ("float16", "bfloat16")
-        y_pred = {k: ops.cast(v, "float32") if keras.backend.standardize_dtype(v.dtype) in half else v
-                  for k, v in y_pred.items()}
+        y_pred = {
+            k: ops.cast(v, "float32") if keras.backend.standardize_dtype(v.dtype) in half else v
+            for k, v in y_pred.items()
+        }
         loss = self.impl.compute_loss(y_pred, x, self.config)
         loss = loss + ops.sum(self.net.losses) if self.net.losses else loss
         return loss / self.replicas if self.replicas > 1 else loss

@@ -17,7 +17,16 @@ SPEC = ModelSpec(
     package=__name__,
     config_cls=Config,
     extra_checks=extra_checks,
-    smoke_config={"epochs": 1, "batch_size": 32, "sequence_length": 60, "conv_filters": 8, "conv_kernel": 9,
-                  "pool_size": 4, "lstm_units": 4, "dense_units": 8, "warmup_steps": 0},
+    smoke_config={
+        "epochs": 1,
+        "batch_size": 32,
+        "sequence_length": 60,
+        "conv_filters": 8,
+        "conv_kernel": 9,
+        "pool_size": 4,
+        "lstm_units": 4,
+        "dense_units": 8,
+        "warmup_steps": 0,
+    },
     smoke_data={"num_train": 256, "num_validation": 96, "num_test": 96, "sequence_length": 60},
 )

@@ -20,8 +20,14 @@ def reverse_complement_checks(spec, config) -> list[Check]:
     off = spec.config(**{**dataclasses.asdict(config), "rc_average": False})
     other = off if config.rc_average else on
     torch_model, keras_model = spec.build("torch", other), spec.build("keras", other)
-    checks = check_forward(spec, other, torch_model, keras_model, f"torch_to_keras_rc_average_{other.rc_average}",
-                           batch_sizes=(2,))
+    checks = check_forward(
+        spec,
+        other,
+        torch_model,
+        keras_model,
+        f"torch_to_keras_rc_average_{other.rc_average}",
+        batch_sizes=(2,),
+    )
     weights = spec.get_weights(torch_model)
     batch = spec.example_batch(on, batch_size=3, seed=21)
     flipped = {**batch, "sequence": reverse_complement(batch["sequence"])}
@@ -31,11 +37,30 @@ def reverse_complement_checks(spec, config) -> list[Check]:
         spec.set_weights(single, weights)
         averaged = spec.forward(averaging, batch)["logits"]
         forward, backward = spec.forward(single, batch)["logits"], spec.forward(single, flipped)["logits"]
-        checks.append(compare_dicts(f"rc_average_is_mean_of_strands_{fw}", {"logits": (forward + backward) / 2},
-                                    {"logits": averaged}, FORWARD_RTOL))
-        checks.append(compare_dicts(f"rc_average_strand_invariant_{fw}", {"logits": averaged},
-                                    {"logits": spec.forward(averaging, flipped)["logits"]}, FORWARD_RTOL))
+        checks.append(
+            compare_dicts(
+                f"rc_average_is_mean_of_strands_{fw}",
+                {"logits": (forward + backward) / 2},
+                {"logits": averaged},
+                FORWARD_RTOL,
+            )
+        )
+        checks.append(
+            compare_dicts(
+                f"rc_average_strand_invariant_{fw}",
+                {"logits": averaged},
+                {"logits": spec.forward(averaging, flipped)["logits"]},
+                FORWARD_RTOL,
+            )
+        )
         gap = max_rel_error(forward, backward)
-        checks.append(Check(f"single_strand_not_invariant_{fw}", gap, 1e-4, bool(np.isfinite(gap) and gap > 1e-4),
-                            "single-strand logits(x) vs logits(rc(x)) must differ (passes when above tolerance)"))
+        checks.append(
+            Check(
+                f"single_strand_not_invariant_{fw}",
+                gap,
+                1e-4,
+                bool(np.isfinite(gap) and gap > 1e-4),
+                "single-strand logits(x) vs logits(rc(x)) must differ (passes when above tolerance)",
+            )
+        )
     return checks

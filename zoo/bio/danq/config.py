@@ -10,8 +10,17 @@ from shared.recipe import Recipe
 
 # The paper's sizes (Quang and Xie 2016, DeepSEA data: 1000 bp, 919 chromatin labels):
 # spec.config(**PAPER). The defaults below are a CPU-sized DanQ for the embedded `motifs` data.
-PAPER = {"sequence_length": 1000, "num_labels": 919, "conv_filters": 320, "conv_kernel": 26, "pool_size": 13,
-         "lstm_units": 320, "dense_units": 925, "conv_dropout": 0.2, "lstm_dropout": 0.5}
+PAPER = {
+    "sequence_length": 1000,
+    "num_labels": 919,
+    "conv_filters": 320,
+    "conv_kernel": 26,
+    "pool_size": 13,
+    "lstm_units": 320,
+    "dense_units": 925,
+    "conv_dropout": 0.2,
+    "lstm_dropout": 0.5,
+}
 
 
 @dataclass
@@ -21,7 +30,9 @@ class Config(Recipe):
     num_labels: int = 5
     n_encoding: str = "zeros"  # N (and padding) as all zeros, or "uniform": 0.25 in each channel
     ambiguous_bases: str = "error"  # IUPAC codes R, Y, ...: "error", "as_n", or "fractional" (1/k per base)
-    length_policy: str = "error"  # other lengths: "error", or crop/pad with N around the "center" / from the "start"
+    length_policy: str = (
+        "error"  # other lengths: "error", or crop/pad with N around the "center" / from the "start"
+    )
     # Network: Conv1D motif scanners -> max pool -> dropout -> BiLSTM -> dropout -> flatten -> dense -> logits.
     conv_filters: int = 128  # with 64, one of the five planted motifs was often never found (init-dependent)
     conv_kernel: int = 13  # about a motif's width (10-14 bp in `motifs`); 19 learned more slowly
@@ -47,8 +58,11 @@ class Config(Recipe):
 
     def validate(self) -> None:
         super().validate()
-        for name, allowed in (("n_encoding", N_ENCODINGS), ("ambiguous_bases", AMBIGUOUS_POLICIES),
-                              ("length_policy", LENGTH_POLICIES)):
+        for name, allowed in (
+            ("n_encoding", N_ENCODINGS),
+            ("ambiguous_bases", AMBIGUOUS_POLICIES),
+            ("length_policy", LENGTH_POLICIES),
+        ):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; found {getattr(self, name)!r}")
         for name in ("num_labels", "conv_filters", "conv_kernel", "pool_size", "lstm_units", "dense_units"):
@@ -58,8 +72,10 @@ class Config(Recipe):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"{name} must be in [0, 1); found {getattr(self, name)}")
         if self.pooled_length < 1:
-            raise UserError(f"sequence_length {self.sequence_length} is too short for conv_kernel {self.conv_kernel} "
-                            f"and pool_size {self.pool_size}: it needs at least {self.conv_kernel + self.pool_size - 1}")
+            raise UserError(
+                f"sequence_length {self.sequence_length} is too short for conv_kernel {self.conv_kernel} "
+                f"and pool_size {self.pool_size}: it needs at least {self.conv_kernel + self.pool_size - 1}"
+            )
 
     @property
     def pooled_length(self) -> int:

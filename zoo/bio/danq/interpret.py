@@ -82,14 +82,21 @@ def filter_influence(spec, model, weights: dict, arrays: dict, batch_size: int) 
 
     def loss(w):
         spec.set_weights(model, w)
-        logits = np.concatenate([spec.forward(model, {"sequence": arrays["sequence"][i : i + batch_size]})["logits"]
-                                 for i in range(0, len(arrays["sequence"]), batch_size)])
+        logits = np.concatenate(
+            [
+                spec.forward(model, {"sequence": arrays["sequence"][i : i + batch_size]})["logits"]
+                for i in range(0, len(arrays["sequence"]), batch_size)
+            ]
+        )
         return binary_cross_entropy(logits, arrays["labels"])
 
     reference = loss(weights)
     rises = []
     for f in range(weights["conv.weight"].shape[0]):
-        knocked = dict(weights, **{"conv.weight": weights["conv.weight"].copy(), "conv.bias": weights["conv.bias"].copy()})
+        knocked = dict(
+            weights,
+            **{"conv.weight": weights["conv.weight"].copy(), "conv.bias": weights["conv.bias"].copy()},
+        )
         knocked["conv.weight"][f], knocked["conv.bias"][f] = 0.0, 0.0
         rises.append(loss(knocked) - reference)
     spec.set_weights(model, weights)
@@ -103,15 +110,26 @@ def mutagenesis(spec, model, sequence: np.ndarray, label: int, batch_size: int) 
     for position in range(length):
         mutants[position * 4 : position * 4 + 4, position] = np.eye(4, dtype=sequence.dtype)
     batch = np.concatenate([sequence[None], mutants])
-    logits = np.concatenate([spec.forward(model, {"sequence": batch[i : i + batch_size]})["logits"][:, label]
-                             for i in range(0, len(batch), batch_size)])
+    logits = np.concatenate(
+        [
+            spec.forward(model, {"sequence": batch[i : i + batch_size]})["logits"][:, label]
+            for i in range(0, len(batch), batch_size)
+        ]
+    )
     delta = (logits[1:] - logits[0]).reshape(length, 4)
     delta[sequence.sum(axis=1) == 0] = 0.0  # N positions: no reference to compare with
     return np.where(sequence > 0.5, 0.0, delta)
 
 
-def match_filters(pwms: np.ndarray, influence: np.ndarray, sites: np.ndarray, names: list[str],
-                  planted: list[np.ndarray], top: int, threshold: float) -> dict:
+def match_filters(
+    pwms: np.ndarray,
+    influence: np.ndarray,
+    sites: np.ndarray,
+    names: list[str],
+    planted: list[np.ndarray],
+    top: int,
+    threshold: float,
+) -> dict:
     """Every filter's best planted match, ranked by influence; counts over the `top` strongest filters."""
     rows = []
     for f in np.argsort(-influence):
@@ -119,8 +137,14 @@ def match_filters(pwms: np.ndarray, influence: np.ndarray, sites: np.ndarray, na
         if planted:
             scores = [motif_similarity(pwms[f], m) for m in planted]
             best = int(np.argmax([s[0] for s in scores]))
-            row.update({"motif": names[best], "correlation": round(scores[best][0], 4),
-                        "offset": scores[best][1], "strand": scores[best][2]})
+            row.update(
+                {
+                    "motif": names[best],
+                    "correlation": round(scores[best][0], 4),
+                    "offset": scores[best][1],
+                    "strand": scores[best][2],
+                }
+            )
         rows.append(row)
     strongest = rows[:top]
     summary = {"filters": len(rows), "top": len(strongest), "threshold": threshold}
@@ -129,17 +153,41 @@ def match_filters(pwms: np.ndarray, influence: np.ndarray, sites: np.ndarray, na
         found = sorted({r["motif"] for r in matched})
         # Per planted motif: the best correlation of any filter, and the influence rank (1 = strongest) of the
         # first filter matching it; redundant copies of one motif share its influence, so ranks can be low.
-        summary.update({"top_filters_matching": len(matched), "planted_motifs": len(planted),
-                        "planted_motifs_found": len(found), "found": found,
-                        "best_correlation": {n: max((r["correlation"] for r in rows if r["motif"] == n), default=None)
-                                             for n in names},
-                        "rank_of_first_match": {n: next((i + 1 for i, r in enumerate(rows) if r["motif"] == n
-                                                         and r["correlation"] >= threshold), None) for n in names}})
+        summary.update(
+            {
+                "top_filters_matching": len(matched),
+                "planted_motifs": len(planted),
+                "planted_motifs_found": len(found),
+                "found": found,
+                "best_correlation": {
+                    n: max((r["correlation"] for r in rows if r["motif"] == n), default=None) for n in names
+                },
+                "rank_of_first_match": {
+                    n: next(
+                        (
+                            i + 1
+                            for i, r in enumerate(rows)
+                            if r["motif"] == n and r["correlation"] >= threshold
+                        ),
+                        None,
+                    )
+                    for n in names
+                },
+            }
+        )
     return {"rows": rows, "summary": summary}
 
 
-def interpret(path: str, fw: str, out: str | None = None, top: int = 10, threshold: float = 0.75,
-              examples: int = 4, max_sequences: int = 2000, threads: int | None = None) -> dict:
+def interpret(
+    path: str,
+    fw: str,
+    out: str | None = None,
+    top: int = 10,
+    threshold: float = 0.75,
+    examples: int = 4,
+    max_sequences: int = 2000,
+    threads: int | None = None,
+) -> dict:
     import importlib
 
     from shared import checkpoint, plots, tasks
@@ -191,20 +239,37 @@ def interpret(path: str, fw: str, out: str | None = None, top: int = 10, thresho
             continue
         sequence = splits["test"]["sequence"][i]
         delta = mutagenesis(spec, model, sequence, label, config.eval_batch_size)
-        marks = [(s, s + len(planted[m]), f"{names[m]} {d}") for m, s, d in
-                 zip(record.get("site_motif", []), record.get("site_start", []), record.get("site_strand", []))]
-        text = "".join(ALPHABET[c] if sequence[p].sum() > 0 else "N" for p, c in enumerate(sequence.argmax(1)))
+        marks = [
+            (s, s + len(planted[m]), f"{names[m]} {d}")
+            for m, s, d in zip(
+                record.get("site_motif", []), record.get("site_start", []), record.get("site_strand", [])
+            )
+        ]
+        text = "".join(
+            ALPHABET[c] if sequence[p].sum() > 0 else "N" for p, c in enumerate(sequence.argmax(1))
+        )
         label_name = tasks.load_state(spec, ckpt)["label_names"][label]
-        plots.mutagenesis_map(delta, text, out / f"ism_{record['id']}.png",
-                              f"{record['id']}: in-silico mutagenesis of the {label_name} logit ({fw})", marks)
+        plots.mutagenesis_map(
+            delta,
+            text,
+            out / f"ism_{record['id']}.png",
+            f"{record['id']}: in-silico mutagenesis of the {label_name} logit ({fw})",
+            marks,
+        )
         shown.append(record["id"])
 
     with open(out / "filter_matches.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(report["rows"][0]))
         writer.writeheader()
         writer.writerows(report["rows"])
-    summary = {**report["summary"], "framework": fw, "checkpoint": str(ckpt["folder"]), "data": data,
-               "mutagenesis": shown, "out": str(out)}
+    summary = {
+        **report["summary"],
+        "framework": fw,
+        "checkpoint": str(ckpt["folder"]),
+        "data": data,
+        "mutagenesis": shown,
+        "out": str(out),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -216,17 +281,28 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoint", help="run folder or checkpoint folder of a bio/danq model")
     parser.add_argument("--fw", required=True, help="keras or torch")
     parser.add_argument("--out", help="output folder (default: interpret-<fw> beside the checkpoint)")
-    parser.add_argument("--top", type=int, default=10, help="how many of the strongest filters to show and count")
+    parser.add_argument(
+        "--top", type=int, default=10, help="how many of the strongest filters to show and count"
+    )
     parser.add_argument("--threshold", type=float, default=0.75, help="correlation that counts as a match")
     parser.add_argument("--examples", type=int, default=4, help="test sequences to mutate in silico")
     parser.add_argument("--threads", type=int, help="CPU threads")
     args = parser.parse_args(argv)
-    summary = interpret(args.checkpoint, check_fw(args.fw), args.out, args.top, args.threshold, args.examples,
-                        threads=args.threads)
+    summary = interpret(
+        args.checkpoint,
+        check_fw(args.fw),
+        args.out,
+        args.top,
+        args.threshold,
+        args.examples,
+        threads=args.threads,
+    )
     if "planted_motifs" in summary:
-        print(f"{summary['top_filters_matching']}/{summary['top']} of the most influential filters match a planted "
-              f"motif (r >= {summary['threshold']}); planted motifs found: {summary['planted_motifs_found']}/"
-              f"{summary['planted_motifs']} ({', '.join(summary['found'])})")
+        print(
+            f"{summary['top_filters_matching']}/{summary['top']} of the most influential filters match a planted "
+            f"motif (r >= {summary['threshold']}); planted motifs found: {summary['planted_motifs_found']}/"
+            f"{summary['planted_motifs']} ({', '.join(summary['found'])})"
+        )
     print(f"logos, MEME files, mutagenesis maps and summary.json in {summary['out']}")
     return 0
 

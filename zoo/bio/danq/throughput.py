@@ -25,10 +25,12 @@ def measure(fw: str, threads: int | None, batches: int, overrides: dict) -> dict
     runtime = trainer.setup(0, threads, config.seed)
     session = trainer.Session(spec, config, runtime, total_steps=batches + 2)
     example = spec.example_batch(config, config.batch_size * (batches + 2), seed=0)
-    warm_up = BatchIterator({k: v[: 2 * config.batch_size] for k, v in example.items()}, config.batch_size,
-                            shuffle=False)
-    timed_batches = BatchIterator({k: v[2 * config.batch_size :] for k, v in example.items()}, config.batch_size,
-                                  shuffle=False)
+    warm_up = BatchIterator(
+        {k: v[: 2 * config.batch_size] for k, v in example.items()}, config.batch_size, shuffle=False
+    )
+    timed_batches = BatchIterator(
+        {k: v[2 * config.batch_size :] for k, v in example.items()}, config.batch_size, shuffle=False
+    )
 
     def timed(fn):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -39,16 +41,24 @@ def measure(fw: str, threads: int | None, batches: int, overrides: dict) -> dict
     train_wall, train_cpu = timed(lambda: session.train_epoch(timed_batches, 1, progress=False))
     sequences = example["sequence"][: config.eval_batch_size * max(1, batches // 2)]
     spec.forward(session.model, {"sequence": sequences[: config.eval_batch_size]})  # warm-up
-    infer_wall, infer_cpu = timed(lambda: [
-        spec.forward(session.model, {"sequence": sequences[i : i + config.eval_batch_size]})
-        for i in range(0, len(sequences), config.eval_batch_size)])
+    infer_wall, infer_cpu = timed(
+        lambda: [
+            spec.forward(session.model, {"sequence": sequences[i : i + config.eval_batch_size]})
+            for i in range(0, len(sequences), config.eval_batch_size)
+        ]
+    )
     trained = batches * config.batch_size
-    return {"framework": fw, "threads": threads, "batch_size": config.batch_size,
-            "eval_batch_size": config.eval_batch_size, "rc_average": config.rc_average,
-            "train_sequences_per_s_wall": round(trained / train_wall, 1),
-            "train_sequences_per_s_cpu": round(trained / train_cpu, 1),
-            "inference_sequences_per_s_wall": round(len(sequences) / infer_wall, 1),
-            "inference_sequences_per_s_cpu": round(len(sequences) / infer_cpu, 1)}
+    return {
+        "framework": fw,
+        "threads": threads,
+        "batch_size": config.batch_size,
+        "eval_batch_size": config.eval_batch_size,
+        "rc_average": config.rc_average,
+        "train_sequences_per_s_wall": round(trained / train_wall, 1),
+        "train_sequences_per_s_cpu": round(trained / train_cpu, 1),
+        "inference_sequences_per_s_wall": round(len(sequences) / infer_wall, 1),
+        "inference_sequences_per_s_cpu": round(len(sequences) / infer_cpu, 1),
+    }
 
 
 def main(argv=None) -> int:

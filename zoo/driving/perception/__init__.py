@@ -9,7 +9,16 @@ SPEC = ModelSpec(
     dataset="roads",
     package=__name__,
     config_cls=Config,
-    smoke_config={"epochs": 1, "batch_size": 16, "eval_batch_size": 32, "width": 4, "image_height": 32,
-                  "image_width": 64, "stage_blocks": (1, 1, 1), "steering_hidden": (8,), "warmup_steps": 0},
+    smoke_config={
+        "epochs": 1,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "width": 4,
+        "image_height": 32,
+        "image_width": 64,
+        "stage_blocks": (1, 1, 1),
+        "steering_hidden": (8,),
+        "warmup_steps": 0,
+    },
     smoke_data={"dataset": "roads", "height": 32, "width": 64, "train": 64, "validation": 16, "test": 16},
 )

@@ -18,9 +18,18 @@ class Config(Recipe):
     image_height: int = 64
     image_width: int = 128
     width: int = 16  # channels of the stem; stage i has width * 2**i
-    stage_blocks: tuple[int, ...] = (1, 1, 1, 1)  # residual blocks per stage; every stage after the first halves
+    stage_blocks: tuple[int, ...] = (
+        1,
+        1,
+        1,
+        1,
+    )  # residual blocks per stage; every stage after the first halves
     steering_channels: int = 16  # 1x1 convolution squeezing the deepest features before flattening
-    steering_hidden: tuple[int, ...] = (100, 50, 10)  # PilotNet's fully connected sizes (Bojarski et al. 2016)
+    steering_hidden: tuple[int, ...] = (
+        100,
+        50,
+        10,
+    )  # PilotNet's fully connected sizes (Bojarski et al. 2016)
     # loss = sum(w[y] * CE) / sum(w[y]) over pixels (y the pixel's class) + steering_loss_weight * MSE(steering
     # in degrees). Lane markings and vehicles are ~2% of the pixels each; without the weights a short CPU run
     # settles on background and road only.
@@ -42,8 +51,10 @@ class Config(Recipe):
     def validate(self) -> None:
         super().validate()
         if self.num_classes < 2 or self.in_channels < 1 or self.width < 1 or self.steering_channels < 1:
-            raise UserError("num_classes >= 2, in_channels >= 1, width >= 1 and steering_channels >= 1 are required; "
-                            f"found {self.num_classes}, {self.in_channels}, {self.width}, {self.steering_channels}")
+            raise UserError(
+                "num_classes >= 2, in_channels >= 1, width >= 1 and steering_channels >= 1 are required; "
+                f"found {self.num_classes}, {self.in_channels}, {self.width}, {self.steering_channels}"
+            )
         if len(self.stage_blocks) < 2 or min(self.stage_blocks) < 1:
             raise UserError(f"stage_blocks needs >= 2 stages of >= 1 block each; found {self.stage_blocks}")
         if not self.steering_hidden or min(self.steering_hidden) < 1:
@@ -51,11 +62,15 @@ class Config(Recipe):
         factor = self.downsampling
         for name in ("image_height", "image_width"):
             if getattr(self, name) < factor or getattr(self, name) % factor:
-                raise UserError(f"{name} must be a positive multiple of {factor} (the stem and "
-                                f"{len(self.stage_blocks) - 1} strided stages halve it); found {getattr(self, name)}")
+                raise UserError(
+                    f"{name} must be a positive multiple of {factor} (the stem and "
+                    f"{len(self.stage_blocks) - 1} strided stages halve it); found {getattr(self, name)}"
+                )
         if len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0:
-            raise UserError(f"class_weights needs num_classes={self.num_classes} positive values; "
-                            f"found {self.class_weights}")
+            raise UserError(
+                f"class_weights needs num_classes={self.num_classes} positive values; "
+                f"found {self.class_weights}"
+            )
         if self.steering_loss_weight < 0:
             raise UserError(f"steering_loss_weight must be >= 0; found {self.steering_loss_weight}")
 

@@ -29,7 +29,9 @@ class Config(Recipe):
     activation: str = "relu"
     dropout: float = 0.1  # embeddings, attention probabilities, and each sublayer's output
     norm_first: bool = False  # False: post-LN as in the paper; True: pre-LN plus a final LayerNorm per stack
-    layer_norm_epsilon: float = 1e-5  # torch's default and keras-hub's; keras.layers.LayerNormalization's is 1e-3
+    layer_norm_epsilon: float = (
+        1e-5  # torch's default and keras-hub's; keras.layers.LayerNormalization's is 1e-3
+    )
     positions: str = "sinusoidal"  # or "learned": a (max_src_len, d_model) and a (max_tgt_len, d_model) table
     max_wavelength: float = 10000.0  # sinusoidal positions: wavelengths from 2*pi to 2*pi*max_wavelength
     tie_output_projection: bool = True  # logits = decoder output @ target embedding^T (Press & Wolf 2017)
@@ -66,8 +68,14 @@ class Config(Recipe):
                 raise UserError(f"{name} must be >= 4 (pad, unknown, BOS, EOS); found {getattr(self, name)}")
         if self.pad_id != 0:
             raise UserError(f"pad_id must be 0, the translation tokenizers' [PAD]; found {self.pad_id}")
-        for name in ("num_encoder_layers", "num_decoder_layers", "ffn_dim", "max_src_len", "max_tgt_len",
-                     "beam_size"):
+        for name in (
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "ffn_dim",
+            "max_src_len",
+            "max_tgt_len",
+            "beam_size",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
         if self.positions not in POSITIONS:
@@ -81,7 +89,9 @@ class Config(Recipe):
         if self.length_penalty < 0:
             raise UserError(f"length_penalty must be >= 0; found {self.length_penalty}")
         if self.layer_norm_epsilon <= 0 or self.max_wavelength <= 1 or self.embedding_init_std < 0:
-            raise UserError("layer_norm_epsilon > 0, max_wavelength > 1 and embedding_init_std >= 0 are required")
+            raise UserError(
+                "layer_norm_epsilon > 0, max_wavelength > 1 and embedding_init_std >= 0 are required"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -99,7 +109,10 @@ class Config(Recipe):
     def check_lengths(self, src_length: int | None = None, tgt_length: int | None = None) -> None:
         """Refuse sequences longer than the model's positions: the twins never truncate silently (the
         translation task leaves such pairs out of the data and refuses them in predict)."""
-        for side, length, name in (("source", src_length, "max_src_len"), ("target", tgt_length, "max_tgt_len")):
+        for side, length, name in (
+            ("source", src_length, "max_src_len"),
+            ("target", tgt_length, "max_tgt_len"),
+        ):
             limit = getattr(self, name)
             if length is not None and length > limit:
                 raise UserError(
