@@ -87,6 +87,7 @@ def segmentation_overlay(
     colours,
     alpha: float = 0.45,
     arrow_gain: float = 3.0,
+    label: str = "",
 ) -> Path:
     """A class mask blended over its image (class 0 left untinted; the mask is resized to the image with
     nearest neighbours), a steering arrow from the bottom centre turned arrow_gain times the steering
@@ -122,6 +123,7 @@ def segmentation_overlay(
         )
     font = ImageFont.load_default(size=max(10, height // 20))
     text = f"steering {steering_deg:+.1f} deg (arrow x{arrow_gain:g})" if known else "steering unknown"
+    text = f"{label}: {text}" if label else text  # e.g. "prediction" / "truth" side by side
     draw.text((4, 2), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     size = max(10, height // 20)
     for row, c in enumerate(range(1, len(class_names))):

@@ -214,14 +214,11 @@ def after_training(spec, model, splits: dict, config, out: Path, state: dict, co
         )
         halves = []
         for tag, mask, angle in (
-            ("pred", outputs["logits"][i].argmax(-1), float(outputs["steering"][i])),
+            ("prediction", outputs["logits"][i].argmax(-1), float(outputs["steering"][i])),
             ("truth", test["mask"][i], float(test["steering"][i])),
         ):
-            halves.append(
-                segmentation_overlay(
-                    big, mask, angle, folder / f"scene_{i:02d}_{tag}.png", names, CLASS_COLOURS
-                )
-            )
+            path = folder / f"scene_{i:02d}_{tag}.png"
+            halves.append(segmentation_overlay(big, mask, angle, path, names, CLASS_COLOURS, label=tag))
         pair = [Image.open(p) for p in halves]
         joined = Image.new("RGB", (pair[0].width * 2 + 8, pair[0].height), (255, 255, 255))
         joined.paste(pair[0], (0, 0))
