@@ -54,12 +54,16 @@ EARLY_GRAD_NORM_RTOL = 1e-6  # gradient global norm per step, relative
 STEP_RTOL = {"float32": 1e-4, "float64": 1e-6}  # a run "parts" where the loss or a tensor's gradient
 # (relative to its own scale, floored at 1% of the largest, as tier 1) differs beyond this: then it is probed
 LR_RTOL = 1e-6  # the learning rate at every step (Keras holds it in a float32 variable: ~6e-8)
-CURVE_WINDOW = 0.05  # whole run: each loss curve is a trailing mean over 5% of the steps (at least 5),
+CURVE_WINDOW = 0.10  # whole run: each loss curve is a trailing mean over 10% of the steps (at least 10),
 CURVE_BAND = 0.05  # and the two stay within 5% of max(smoothed loss, CURVE_FLOOR x the starting loss).
 CURVE_FLOOR = 0.25  # Late in a run the loss is small and float32 drift alone moves it by more than 5% of
 # itself: measured on vision/cnn (30 steps, seed 0), curves that overlap by eye were 8% apart at loss 0.27
 # (start 2.5) while the float64 window agreed to 8e-9. Below a quarter of the start the band stays at
-# 1.25% of the starting loss; a wrong learning rate or weight decay moves a curve by far more.
+# 1.25% of the starting loss. The window was 5% (at least 5 steps) until a 60-step CNN run (2 seeds, final
+# accuracy 0.974 / 0.973, float64 probes agreeing to 3e-12) failed at 6.0%: its float32 twins part at
+# step 0 (ReLU kinks) and their per-step losses differ by ~10% from step 30 on, batch-to-batch noise that
+# a 5-step mean leaves in; over 10 steps the same run gives 3.2%. This band is the coarse check of the
+# dropout-on runs; the float64 window and the probes are the sharp ones.
 METRIC_SPREAD = 2.0  # final primary metric, 2+ seeds: |mean_torch - mean_keras| <= 2 pooled seed std devs,
 METRIC_FLOOR = (
     0.01  # or 1% of the metric's size, whichever is larger (a few seeds estimate the spread loosely)
@@ -362,7 +366,7 @@ def _worst(runs: list[dict], error) -> tuple[float, str]:
 
 
 def curve_band(records: list[dict]) -> tuple[float, int]:
-    window = max(5, round(CURVE_WINDOW * len(records)))
+    window = max(10, round(CURVE_WINDOW * len(records)))
     t = smooth([r["loss_torch"] for r in records], window)
     k = smooth([r["loss_keras"] for r in records], window)
     scale = np.maximum(np.maximum(np.abs(t), np.abs(k)), CURVE_FLOOR * abs(t[0]))
@@ -432,7 +436,7 @@ def compare(runs: list[dict], early: list[dict], task) -> tuple[list[Check], dic
             band_err,
             CURVE_BAND,
             band_err <= CURVE_BAND,
-            f"float32, trailing mean over {CURVE_WINDOW:.0%} of the steps, relative to max(loss, "
+            f"float32, trailing mean over {CURVE_WINDOW:.0%} of the steps (at least 10), relative to max(loss, "
             f"{CURVE_FLOOR:g} x the first), worst at seed {band_seed} step {band_step}",
         ),
         probe_check([r["first_divergence"] for r in early + runs]),
