@@ -222,3 +222,22 @@ def test_summary_table_between_markers(tmp_path):
 def test_train_options_without_train_are_a_usage_error():
     proc = run_tool("tools/crosscheck.py", "zoo/vision/cnn", "--steps", "5")
     assert_one_line_error(proc, "--train")
+
+
+def test_tier1_summary_takes_the_worst_agreement_check():
+    """A check that passes by showing a difference (error above its tolerance) is not an agreement error."""
+    from shared.crosscheck import Check
+
+    checks = [
+        Check("forward", 3e-7, 1e-5, True, ""),
+        Check("strands_differ", 2e-2, 1e-4, True, "must differ"),
+        Check("round_trip", 0.0, 0.0, True, "bitwise"),
+    ]
+    summary = parity.tier1_summary(checks)
+    assert (summary["max_error"], summary["max_error_check"], summary["passed"]) == (3e-7, "forward", True)
+    failed = parity.tier1_summary(checks + [Check("gradients", 5e-3, 1e-6, False, "")])
+    assert (
+        failed["max_error_check"] == "gradients"
+        and failed["failed"] == ["gradients"]
+        and not failed["passed"]
+    )
