@@ -27,7 +27,8 @@ SMOKE = [
     for arg in ("--set", f"{k}={v}")
 ]
 # The smoke model on digits, one epoch of 5 global batches of 256 with plain SGD: float32 noise grows slowly
-# enough here to compare trajectories (a run with 2 threads instead of 1 drifts by up to 1e-3 by step 5).
+# enough here to compare trajectories (a run with 2 threads instead of 1 drifts by up to 1e-3 in the loss
+# by step 5, and by up to 8e-3 in the first convolution's weights).
 RECIPE = [
     *SMOKE,
     "--data",
@@ -288,7 +289,9 @@ def test_two_cpu_replicas_follow_one_replica(fw, tmp_path):
         for k in w1
         if w1[k].dtype.kind == "f"
     )
-    assert worst <= 5e-3, worst
+    # Float32 drift, not a data-parallel effect: on 2026-11-27 the same 1-replica run with 2 threads instead
+    # of 1 ended 7.8e-3 apart (conv1.weight, relative to its largest value); 2 replicas ended 6.6e-3 apart.
+    assert worst <= 2e-2, worst
     assert layout(tmp_path / "two") == layout(tmp_path / "one")
     assert_written_once(tmp_path / "two", steps=5)
 
