@@ -48,3 +48,13 @@ def frameworks():
     torch, keras = load_both()
     torch.set_num_threads(2)
     return keras, torch
+
+
+def smoke_set_flags(spec) -> list[str]:
+    """`--set key=value` flags of a model's smoke config, less epochs and batch size (the tests set those)."""
+    return [
+        arg
+        for k, v in spec.smoke_config.items()
+        if k not in ("epochs", "batch_size")
+        for arg in ("--set", f"{k}={v}")
+    ]

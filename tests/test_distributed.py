@@ -16,16 +16,11 @@ import pytest
 from shared.errors import UserError
 from shared.train import distributed
 from shared.train.distributed import Launch
-from tests.conftest import ROOT, assert_one_line_error, run_tool
+from tests.conftest import ROOT, assert_one_line_error, run_tool, smoke_set_flags
 from zoo import registry
 
 SPEC = registry.get("vision/cnn")
-SMOKE = [
-    arg
-    for k, v in SPEC.smoke_config.items()
-    if k not in ("epochs", "batch_size")
-    for arg in ("--set", f"{k}={v}")
-]
+SMOKE = smoke_set_flags(SPEC)
 # The smoke model on digits, one epoch of 5 global batches of 256 with plain SGD: float32 noise grows slowly
 # enough here to compare trajectories (a run with 2 threads instead of 1 drifts by up to 1e-3 in the loss
 # by step 5, and by up to 8e-3 in the first convolution's weights).

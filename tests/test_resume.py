@@ -21,16 +21,11 @@ from shared.data.iterator import BatchIterator
 from shared.errors import UserError
 from shared.recipe import config_to_dict
 from shared.train import snapshot
-from tests.conftest import ROOT, assert_one_line_error, run_tool
+from tests.conftest import ROOT, assert_one_line_error, run_tool, smoke_set_flags
 from zoo import registry
 
 SPEC = registry.get("vision/cnn")
-SMOKE = [
-    arg
-    for k, v in SPEC.smoke_config.items()
-    if k not in ("epochs", "batch_size")
-    for arg in ("--set", f"{k}={v}")
-]
+SMOKE = smoke_set_flags(SPEC)
 # 2 epochs of 44 steps on digits, a snapshot every 7 steps: 14, 21, ... are mid-epoch.
 RECIPE = [
     *SMOKE,
