@@ -169,7 +169,7 @@ def check_gradients(spec, config) -> list[Check]:
     batch = float64_batch(spec.example_batch(config, batch_size=4, seed=7))
     t_loss, t_grads = torch_trainer.loss_and_grads(spec.impl("torch"), torch_model, batch, config)
     k_loss, k_grads_by_path = keras_trainer.loss_and_grads(spec.impl("keras"), keras_model, batch, config)
-    k_grads = grads_to_canonical(keras_model, spec.impl("keras").weight_map(config), k_grads_by_path)
+    k_grads = grads_to_canonical(keras_model, spec.weight_map(config), k_grads_by_path)
     loss_err = abs(t_loss - k_loss) / max(1e-8, abs(t_loss))
     # Relative to each tensor's own scale, floored at 1% of the largest gradient so that tensors whose
     # gradient is rounding noise around zero do not dominate.
@@ -232,7 +232,7 @@ def check_optimizer_step(spec, config, torch_model, keras_model, steps: int = 2)
 
     start = spec.get_weights(torch_model)
     spec.set_weights(keras_model, start)
-    rows = spec.impl("keras").weight_map(config)
+    rows = spec.weight_map(config)
     t_opt, k_opt = torch_trainer.make_optimizer(torch_model, config), keras_trainer.make_optimizer(config)
     variables = keras_model.trainable_variables
     k_opt.build(variables)

@@ -8,15 +8,31 @@ import keras
 import numpy as np
 
 from shared.data.keras_data import to_tensors
-from shared.weight_map import Row, check_names_and_shapes, check_unique
+from weightmap import Row, check_names_and_shapes, check_unique
+
+
+def is_rng_state(variable: keras.Variable) -> bool:
+    """A keras.random.SeedGenerator's counter (dropout's RNG): training state, not a weight.
+
+    Keras names it after a process-wide counter unless the generator is named; weight maps leave it out
+    and resume snapshots (shared/train/keras_resume.py) keep it by position.
+    """
+    return variable.path.rsplit("/", 1)[-1] == "seed_generator_state"
 
 
 def variables_by_path(model: keras.Model) -> dict[str, keras.Variable]:
-    return {v.path: v for v in model.variables}
+    """The model's weights by path (RNG states left out)."""
+    return {v.path: v for v in model.variables if not is_rng_state(v)}
+
+
+def _weight_rows(rows: Sequence[Row]) -> list[Row]:
+    """Rows of weights: a row naming only RNG states (older maps had them) maps nothing."""
+    return [r for r in rows if not r.keras or not all(p.endswith("/seed_generator_state") for p in r.keras)]
 
 
 def _check_map_covers_model(model: keras.Model, rows: Sequence[Row]) -> dict[str, keras.Variable]:
     check_unique(rows)
+    rows = _weight_rows(rows)
     variables = variables_by_path(model)
     mapped = {p for r in rows for p in r.keras}
     unmapped = sorted(set(variables) - mapped)
@@ -32,7 +48,7 @@ def _check_map_covers_model(model: keras.Model, rows: Sequence[Row]) -> dict[str
 def get_weights(model: keras.Model, rows: Sequence[Row]) -> dict[str, np.ndarray]:
     variables = _check_map_covers_model(model, rows)
     out: dict[str, np.ndarray] = {}
-    for r in rows:
+    for r in _weight_rows(rows):
         arrays = r.transform.to_canonical(
             [np.array(keras.ops.convert_to_numpy(variables[p])) for p in r.keras]
         )
@@ -44,7 +60,7 @@ def set_weights(model: keras.Model, rows: Sequence[Row], weights: dict[str, np.n
     variables = _check_map_covers_model(model, rows)
     expected = {name: np.shape(a) for name, a in get_weights(model, rows).items()}
     check_names_and_shapes(expected, weights)
-    for r in rows:
+    for r in _weight_rows(rows):
         arrays = r.transform.from_canonical([np.asarray(weights[n]) for n in r.canonical])
         for path, value in zip(r.keras, arrays):
             variable = variables[path]

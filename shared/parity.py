@@ -138,7 +138,7 @@ class Twins:
         else:
             self.torch_model, self.keras_model = spec.build("torch", config), spec.build("keras", config)
         spec.set_weights(self.keras_model, spec.get_weights(self.torch_model))  # the canonical init
-        self.rows = self.k_impl.weight_map(config)
+        self.rows = spec.weight_map(config)
         self.t_opt = torch_trainer.make_optimizer(self.torch_model, config)
         self.k_opt = keras_trainer.make_optimizer(config)
         self.probes_left, self.found = probes, False  # found: a probe differed, the search is over

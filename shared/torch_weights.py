@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from shared.data.torch_data import to_tensors
-from shared.weight_map import check_names_and_shapes
+from weightmap import check_names_and_shapes
 
 
 def get_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -122,7 +122,7 @@ def test_a_reverse_without_complement_is_caught(spec, frameworks, monkeypatch):
 
 def test_a_wrong_gate_order_is_caught(spec, frameworks, monkeypatch):
     import zoo.bio.danq.keras_impl as keras_impl
-    from shared.weight_map import Transform
+    from weightmap import Transform
 
     def swap_f_g(a):  # (4H, F): gate blocks i, f, g, o -> i, g, f, o
         i, f, g, o = np.split(a, 4)

@@ -64,7 +64,7 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
     trips intact, so only the forward comparison can see it; it must."""
     import zoo.driving.perception.keras_impl as keras_impl
     from shared.crosscheck import check_forward, check_round_trip, check_structure
-    from shared.weight_map import Row, Transform
+    from weightmap import Row, Transform
 
     flipped = Transform(
         "flipped",

@@ -67,7 +67,7 @@ def test_tier1_resnet_variants(overrides, frameworks):
 def test_a_broken_weight_map_is_caught(frameworks, monkeypatch):
     """The checks can fail: swap two rows' transforms and tier 1 must report it."""
     import zoo.vision.cnn.keras_impl as keras_impl
-    from shared.weight_map import IDENTITY
+    from weightmap import IDENTITY
 
     original = keras_impl.weight_map
 

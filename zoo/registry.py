@@ -1,4 +1,7 @@
-"""Find the zoo's models: every zoo/<domain>/<model>/ folder whose __init__.py defines SPEC.
+"""Find the zoo's models: every zoo/<domain>/<model>/ folder whose spec.py defines SPEC.
+
+spec.py is the folder's registration with the zoo's harness (task, dataset, smoke recipe); the model
+itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imports it, so the folder lifts out.
 
 Models are found, not listed: adding a folder adds a model to every CLI and every parametrised test.
 Nothing here imports torch or tensorflow.
@@ -49,7 +52,13 @@ def get(name_or_path: str) -> ModelSpec:
             f"unknown model {name_or_path!r}: expected one of {', '.join(sorted(models))} "
             "(a name like vision/cnn or a folder like zoo/vision/cnn)"
         )
-    spec = importlib.import_module(models[name]).SPEC
+    module = models[name]
+    try:
+        spec = importlib.import_module(f"{module}.spec").SPEC
+    except ModuleNotFoundError as err:
+        if err.name != f"{module}.spec":
+            raise
+        spec = importlib.import_module(module).SPEC  # a folder that still registers in __init__.py
     if spec.name != name:
         raise ValueError(f"zoo/{name}/__init__.py declares SPEC.name={spec.name!r}; expected {name!r}")
     return spec

@@ -91,7 +91,7 @@ class ModelSpec:
             return get_weights(model)
         from shared.keras_weights import get_weights
 
-        return get_weights(model, self.impl("keras").weight_map(model.zoo_config))
+        return get_weights(model, self.weight_map(model.zoo_config))
 
     def set_weights(self, model: Any, weights: dict[str, np.ndarray]) -> None:
         fw = framework_of(model)
@@ -101,7 +101,17 @@ class ModelSpec:
             return set_weights(model, weights)
         from shared.keras_weights import set_weights
 
-        return set_weights(model, self.impl("keras").weight_map(model.zoo_config), weights)
+        return set_weights(model, self.weight_map(model.zoo_config), weights)
+
+    def weight_map(self, config: Any) -> list:
+        """The folder's declarative weight map (weights.py; numpy only): Keras path -> canonical name."""
+        try:
+            weights = importlib.import_module(f"{self.package}.weights")
+        except ModuleNotFoundError as err:
+            if err.name != f"{self.package}.weights":
+                raise
+            return self.impl("keras").weight_map(config)  # a folder that still keeps it in keras_impl.py
+        return weights.weight_map(config)
 
     def example_batch(self, config: Any, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
         return self.task_module.example_batch(config, batch_size=batch_size, seed=seed)

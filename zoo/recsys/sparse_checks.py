@@ -83,7 +83,7 @@ def keras_gradients(spec, model, batch, config) -> tuple[dict, dict]:
     from shared.keras_weights import grads_to_canonical
     from shared.train import keras_trainer
 
-    rows = spec.impl("keras").weight_map(config)
+    rows = spec.weight_map(config)
     canonical = {r.keras[0]: r.canonical[0] for r in rows if r.transform.name == "identity" and r.keras}
     if keras.backend.backend() != "tensorflow":  # gradients come back dense: nothing sparse to split off
         _, grads = keras_trainer.loss_and_grads(spec.impl("keras"), model, batch, config)

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from shared.weight_map import CONV1D, DENSE, Row, Transform, row
-from shared.weight_map import dense as dense_rows
+from weightmap import CONV1D, DENSE, Row, Transform, row
+from weightmap import dense as dense_rows
 from zoo.bio.danq.config import Config
 
 

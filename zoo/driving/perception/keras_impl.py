@@ -10,10 +10,10 @@ import math
 import keras
 from keras import layers, ops
 
-from shared.weight_map import CONV2D_TRANSPOSE, Row, row
-from shared.weight_map import batch_norm as bn_rows
-from shared.weight_map import conv2d as conv_rows
-from shared.weight_map import dense as dense_rows
+from weightmap import CONV2D_TRANSPOSE, Row, row
+from weightmap import batch_norm as bn_rows
+from weightmap import conv2d as conv_rows
+from weightmap import dense as dense_rows
 from zoo.driving.perception.config import Config
 
 

@@ -17,9 +17,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from shared.weight_map import Row, Transform, row
-from shared.weight_map import dense as dense_rows
-from shared.weight_map import embedding as embedding_rows
+from weightmap import Row, Transform, row
+from weightmap import dense as dense_rows
+from weightmap import embedding as embedding_rows
 from zoo.nlp.seq2seq.config import ATTENTION_MASK_VALUE, Config
 
 

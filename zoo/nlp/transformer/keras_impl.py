@@ -13,8 +13,8 @@ import keras_hub
 import numpy as np
 from keras import layers, ops
 
-from shared.weight_map import DENSE, Row, Transform, embedding, layer_norm, row
-from shared.weight_map import dense as dense_rows
+from weightmap import DENSE, Row, Transform, embedding, layer_norm, row
+from weightmap import dense as dense_rows
 from zoo.nlp.transformer.config import Config
 
 MODEL_NAME = "transformer"  # the first part of every Keras variable path

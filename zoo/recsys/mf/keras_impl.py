@@ -13,7 +13,7 @@ import keras
 from keras import layers, ops
 
 from shared.keras_weights import set_weights
-from shared.weight_map import Row, embedding, row
+from weightmap import Row, embedding, row
 from zoo.recsys.mf.config import Config, initial_weights
 
 

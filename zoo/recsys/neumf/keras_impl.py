@@ -12,7 +12,7 @@ import keras
 from keras import layers, ops
 
 from shared.keras_weights import set_weights
-from shared.weight_map import Row, dense, embedding
+from weightmap import Row, dense, embedding
 from zoo.recsys.neumf.config import Config, initial_weights
 
 

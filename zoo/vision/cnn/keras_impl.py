@@ -9,10 +9,10 @@ import math
 import keras
 from keras import layers
 
-from shared.weight_map import Row
-from shared.weight_map import batch_norm as bn_rows
-from shared.weight_map import conv2d as conv_rows
-from shared.weight_map import dense as dense_rows
+from weightmap import Row
+from weightmap import batch_norm as bn_rows
+from weightmap import conv2d as conv_rows
+from weightmap import dense as dense_rows
 from zoo.vision.cnn.config import Config
 
 # torchvision's initialisation, written out: He-normal (fan_out) convolutions; nn.Linear's uniform.

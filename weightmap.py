@@ -1,7 +1,8 @@
 """Declarative weight maps: Keras variable path -> canonical (torch state_dict) name -> transform.
 
-A twin's keras_impl.weight_map(config) returns a list of Rows. get_weights and set_weights in
-shared/keras_weights.py are both derived from that one table. This module is numpy only.
+The one small framework-neutral helper a model folder may import (numpy only; copy this file next to a
+model folder you lift out of the zoo). A folder's weights.py returns weight_map(config), a list of Rows;
+get_weights and set_weights in shared/keras_weights.py are both derived from that one table.
 
 A Row may join several Keras variables and several canonical tensors (a fused in-projection, a GRU's
 two biases); its Transform says how, in both directions, and how gradients map when that differs

@@ -1,0 +1,97 @@
+"""Keras layers and initialisers that behave as PyTorch's defaults, for twins that must match torch.
+
+The one copyable helper a Keras twin may import (Keras only; copy this file next to a model folder you
+lift out of the zoo). Each piece writes out a framework difference once:
+
+- initialisers: torch's nn.Linear / nn.Conv / nn.Embedding / nn.GRU defaults and torchvision's He-normal
+  convolutions. Every call returns a fresh initialiser: one unseeded Keras initialiser reused by several
+  layers repeats its values, so same-shaped kernels would start identical.
+- Conv2D with torch's symmetric zero padding (Keras' "same" pads more on the bottom/right when strided).
+- BatchNormalization in torch's convention (momentum is the weight of the batch statistic in torch, of
+  the running value in Keras; epsilon 1e-5 instead of 1e-3).
+- Dropout with a named RNG state, so its variable path is stable across processes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+
+def linear_init(fan_in: int, bias: bool = True) -> dict:
+    """torch's nn.Linear / nn.Conv default: kernel and bias U(+-1/sqrt(fan_in)) (kaiming_uniform a=sqrt(5))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    init = {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")}
+    if bias:
+        init["bias_initializer"] = keras.initializers.RandomUniform(-bound, bound)
+    return init
+
+
+def he_normal_fan_out() -> keras.initializers.Initializer:
+    """torchvision's convolution init: kaiming_normal_(mode='fan_out', nonlinearity='relu')."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def uniform(bound: float) -> keras.initializers.Initializer:
+    """U(-bound, bound): torch's nn.GRU / nn.LSTM default with bound = 1/sqrt(hidden_size)."""
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def normal(std: float) -> keras.initializers.Initializer:
+    """N(0, std^2): torch's nn.Embedding default with std = 1."""
+    return keras.initializers.RandomNormal(0.0, std)
+
+
+def Linear(in_features: int, out_features: int, bias: bool = True, name: str | None = None, **kwargs):
+    """keras.layers.Dense initialised as torch's nn.Linear(in_features, out_features)."""
+    return layers.Dense(out_features, use_bias=bias, name=name, **linear_init(in_features, bias), **kwargs)
+
+
+class Conv2D(layers.Conv2D):
+    """keras.layers.Conv2D with torch's integer padding: `padding` zeros on every side (channels last)."""
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1, padding: int = 0, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        self.torch_padding = int(padding)
+
+    def call(self, inputs):
+        p = self.torch_padding
+        if p:
+            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        p = 2 * self.torch_padding
+        b, h, w, c = input_shape
+        return super().compute_output_shape(
+            (b, None if h is None else h + p, None if w is None else w + p, c)
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.torch_padding}
+
+
+def BatchNorm(eps: float = 1e-5, momentum: float = 0.1, name: str | None = None, **kwargs):
+    """keras.layers.BatchNormalization with torch's arguments: torch momentum m is Keras momentum 1 - m."""
+    return layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=name, **kwargs)
+
+
+class Dropout(layers.Layer):
+    """Dropout whose RNG state is named after the layer (keras.layers.Dropout's carries a process-wide
+    counter in its path). Identity when not training or when rate is 0."""
+
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.rate = float(rate)
+        self.supports_masking = True
+        self.seed_generator = keras.random.SeedGenerator(seed, name=f"{self.name}_seed") if rate > 0 else None
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return keras.random.dropout(inputs, self.rate, seed=self.seed_generator)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
