@@ -15,39 +15,67 @@ from typing import Any
 
 from shared.errors import UserError
 
+# The training fields every model's Config declares itself (config.py imports nothing from the zoo, so a
+# copied folder keeps its whole recipe): name -> type. check_recipe() validates them for every model.
+RECIPE_FIELDS: dict[str, type] = {
+    "epochs": int,
+    "batch_size": int,
+    "eval_batch_size": int,
+    "optimizer": str,  # "adamw" | "adam" | "sgd"
+    "lr": float,
+    "adam_beta1": float,
+    "adam_beta2": float,
+    "adam_epsilon": float,  # torch's default 1e-8; Keras' is 1e-7, so every Config writes it out
+    "sgd_momentum": float,
+    "weight_decay": float,  # decoupled (AdamW / SGDW style) in both frameworks
+    "schedule": str,  # "constant" | "cosine" | "inverse_sqrt"; stepped every optimizer step
+    "warmup_steps": int,
+    "grad_clip_norm": float,  # global L2 norm; 0 disables
+    "label_smoothing": float,
+    "seed": int,
+}
+
+
+def check_recipe(config: Any) -> None:
+    """The training fields of any model's Config: present, and each in its range (UserError if not)."""
+    missing = [name for name in RECIPE_FIELDS if not hasattr(config, name)]
+    if missing:
+        raise UserError(f"{type(config).__module__}.Config lacks the recipe field(s) {', '.join(missing)}")
+    if config.optimizer not in ("adamw", "adam", "sgd"):
+        raise UserError(f"optimizer must be adamw, adam or sgd; found {config.optimizer!r}")
+    if config.schedule not in ("constant", "cosine", "inverse_sqrt"):
+        raise UserError(f"schedule must be constant, cosine or inverse_sqrt; found {config.schedule!r}")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(config, name) < 1:
+            raise UserError(f"{name} must be >= 1; found {getattr(config, name)}")
+    if config.lr <= 0:
+        raise UserError(f"lr must be > 0; found {config.lr}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise UserError(f"label_smoothing must be in [0, 1); found {config.label_smoothing}")
+
 
 @dataclass
 class Recipe:
-    """Training hyperparameters shared by every model (a model's Config adds its own)."""
+    """Base of the Configs not yet written out (a Config now declares RECIPE_FIELDS itself)."""
 
     epochs: int = 3
     batch_size: int = 64
     eval_batch_size: int = 256
-    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd"
+    optimizer: str = "adamw"
     lr: float = 1e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8  # torch's default; Keras' default is 1e-7, so it is written out
+    adam_epsilon: float = 1e-8
     sgd_momentum: float = 0.9
-    weight_decay: float = 0.0  # decoupled (AdamW / SGDW style) in both frameworks
-    schedule: str = "cosine"  # "constant" | "cosine" | "inverse_sqrt"; stepped every optimizer step
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
     warmup_steps: int = 0
-    grad_clip_norm: float = 0.0  # global L2 norm; 0 disables
+    grad_clip_norm: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
 
     def validate(self) -> None:
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise UserError(f"optimizer must be adamw, adam or sgd; found {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine", "inverse_sqrt"):
-            raise UserError(f"schedule must be constant, cosine or inverse_sqrt; found {self.schedule!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be > 0; found {self.lr}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError(f"label_smoothing must be in [0, 1); found {self.label_smoothing}")
+        pass
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -108,7 +136,13 @@ def make_config(cls: type, overrides: dict[str, Any] | None = None) -> Any:
             f"known fields: {', '.join(sorted(names))}"
         )
     config = cls(**{k: _coerce(cls, k, v) for k, v in overrides.items()})
-    config.validate()
+    check_recipe(config)
+    try:
+        config.validate()  # a model's own checks raise ValueError with a one-line message
+    except UserError:
+        raise
+    except ValueError as err:
+        raise UserError(str(err)) from None
     return config
 
 
