@@ -8,6 +8,9 @@
     manifest.json         sha256 and size of every other file
 
 No pickle anywhere: .pt, .pth, .pkl, .bin, .h5 and .keras files are refused with a one-line reason.
+
+This module reads, writes and verifies folders; it knows no model and no store. A store URL is resolved
+by shared/hub (which calls this module), and a model is built from a checkpoint by shared/models.py.
 """
 
 from __future__ import annotations
@@ -155,13 +158,9 @@ def save(
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder holding one in checkpoint/, or a store URL (pulled into the cache)."""
-    from shared import hub
-
-    if hub.is_store_url(
-        path
-    ):  # s3://bucket/zoo/vision-cnn/v1, hf://user/repo/vision-cnn, store/vision-cnn@v1
-        return hub.fetch(str(path))
+    """A checkpoint folder, or a run folder holding one in checkpoint/ (store URLs: shared.hub.resolve)."""
+    if "://" in str(path):
+        raise UserError(f"{path} is a store URL: open it with shared.hub.resolve, which fetches it first")
     path = Path(path)
     if path.is_file():
         refuse_unsafe(path)
@@ -229,16 +228,3 @@ def read_json(checkpoint: dict, name: str) -> Any:
     if name not in checkpoint["files"]:
         raise UserError(f"checkpoint {checkpoint['folder']} lacks {name}; it was saved without that state")
     return json.loads(path.read_text())
-
-
-def load_model(path: str | Path, fw: str):
-    """Build the checkpoint's model in framework `fw` and load its weights: (spec, config, model, checkpoint)."""
-    from shared.recipe import config_from_dict
-    from zoo import registry
-
-    ckpt = load(path)
-    spec = registry.get(ckpt["model"])
-    config = config_from_dict(spec.config_cls, ckpt["config"])
-    model = spec.build(fw, config)
-    spec.set_weights(model, ckpt["weights"])
-    return spec, config, model, ckpt

@@ -1,4 +1,7 @@
-"""What every tools/*.py shares: model/framework arguments and one-line errors with exit status 2."""
+"""What every tools/*.py shares: the --fw argument and one-line errors with exit status 2.
+
+Models are looked up by name in shared/models.py (get_spec); this module knows no model.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from shared.errors import UserError
+from shared.frameworks import FRAMEWORKS
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras")}
 
@@ -43,18 +47,7 @@ def main_wrapper(main: Callable[[list[str] | None], int]) -> Callable[[], None]:
     return run
 
 
-def get_spec(name: str):
-    from zoo import registry
-
-    try:
-        return registry.get(name)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
 def check_fw(fw: str) -> str:
-    from zoo.spec import FRAMEWORKS
-
     if fw not in FRAMEWORKS:
         raise UserError(f"unknown --fw {fw!r}: expected keras or torch")
     return fw

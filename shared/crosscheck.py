@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.frameworks import load_both
+
 FORWARD_RTOL = 1e-5  # max |torch - keras| <= 1e-5 * max(1, max |reference|), eval mode, fp32
 GRAD_RTOL = 1e-6  # train-mode loss and gradients, relative, computed in float64 (see check_gradients)
 STEP_RTOL = 1e-5  # parameters after one optimizer step, relative to max(1, max |parameter|)
@@ -280,8 +282,6 @@ def check_train_step(spec, config, torch_model, keras_model) -> list[Check]:
 
 def run_tier1(spec, config=None, batch_sizes=BATCH_SIZES, seed: int = 0) -> list[Check]:
     """Every tier-1 check for one model and config (default: the model's Config)."""
-    from shared.frameworks import load_both
-
     torch, keras = load_both()
     config = spec.config() if config is None else config
     torch.manual_seed(seed)

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+
+from shared import hub, tasks
+from shared.data import load as load_data
 from shared.errors import UserError
+from shared.metrics import evaluate_arrays
+from shared.models import load_model
 
 
 def evaluate_checkpoint(
     path: str, fw: str, data: str | None = None, split: str = "test", threads: int | None = None
 ):
     """Metrics of a checkpoint on a split, computed by framework-free code from the twin's numpy outputs."""
-    import importlib
-
-    from shared import checkpoint, tasks
-    from shared.data import load as load_data
-    from shared.metrics import evaluate_arrays
-
-    ckpt = checkpoint.load(path)  # verify before importing any framework
+    ckpt = hub.load(path)  # verify (and fetch a store URL) before importing any framework
     trainer = importlib.import_module(f"shared.train.{fw}_trainer")
     trainer.setup(0, threads, 0)
-    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    spec, config, model, ckpt = load_model(ckpt["folder"], fw)
     state = tasks.load_state(spec, ckpt)
     # By default the data the checkpoint was trained on, generated with the same loader arguments.
     kwargs = ckpt["meta"].get("data_kwargs", {}) if data is None else {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data.iterator import BatchIterator
+
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     logits = np.asarray(logits, np.float64)
@@ -31,8 +33,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate_arrays(spec, model, arrays: dict[str, np.ndarray], config, batch_size: int = 256) -> dict:
     """Forward a whole split in eval mode, concatenate the outputs, and score them with the task."""
-    from shared.data.iterator import BatchIterator
-
     task = spec.task_module
     if hasattr(task, "evaluate"):
         return task.evaluate(spec, model, arrays, config, batch_size)

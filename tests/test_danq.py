@@ -11,6 +11,7 @@ from shared import checkpoint
 from shared.crosscheck import check_forward, run_tier1
 from shared.data import dna, load
 from shared.errors import UserError
+from shared.models import load_model
 from shared.recipe import config_to_dict
 from tests.conftest import ROOT, assert_one_line_error, run_tool
 from zoo import registry
@@ -187,7 +188,7 @@ def test_predict_fasta_in_both_twins(spec, frameworks, tmp_path, capsys):
     fasta.write_text(">a\n" + "ACGT" * 12 + "\n>b soft-masked, IUPAC, shorter\n" + "acgtRYN" * 5 + "\n")
     tables = {}
     for fw in ("torch", "keras"):
-        _, loaded_config, model, ckpt = checkpoint.load_model(tmp_path / "ckpt", fw)
+        _, loaded_config, model, ckpt = load_model(tmp_path / "ckpt", fw)
         spec.task_module.predict(
             spec, model, loaded_config, state, [str(fasta)], {"out": str(tmp_path / f"{fw}.tsv")}
         )

@@ -1,4 +1,4 @@
-"""Sharing checkpoints (shared/hub.py, tools/hub.py): real stores, real files, real failures.
+"""Sharing checkpoints (shared/hub/, tools/hub.py): real stores, real files, real failures.
 
 A local folder store, S3 through moto's server on 127.0.0.1 reached by s3fs (no client mocks), pushes killed
 between files, tampered and hostile stores, and hf:// as far as it runs without the network.
@@ -164,7 +164,7 @@ def test_tampered_store_file_is_named_and_nothing_is_kept(tmp_path, store, cache
         hub.pull(f"{store}/vision-cnn/v1", empty)
     assert empty.is_dir() and not any(empty.iterdir())  # the user's empty folder stays, still empty
     with pytest.raises(UserError, match="weights.safetensors"):
-        checkpoint.resolve(f"{store}/vision-cnn@v1")
+        hub.resolve(f"{store}/vision-cnn@v1")
     assert not cache.exists() or not any(cache.iterdir())
 
 
@@ -490,7 +490,7 @@ def test_s3_url_resolves_through_the_cache(ckpt, s3, cache, monkeypatch):
     url, options = f"s3://{s3['bucket']}/zoo", {"endpoint_url": s3["endpoint_url"]}
     hub.push(ckpt, url, options=options)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3["endpoint_url"])  # resolve() reads the usual AWS variables
-    folder = checkpoint.resolve(f"{url}/vision-cnn/v1")
+    folder = hub.resolve(f"{url}/vision-cnn/v1")
     key = hashlib.sha256((ckpt / "manifest.json").read_bytes()).hexdigest()
     assert folder == cache / key and tree(folder) == tree(ckpt)
 
@@ -652,12 +652,14 @@ def test_store_card_renders_as_a_hugging_face_card(tmp_path, ckpt):
 
 
 def test_resolve_pulls_store_urls_into_a_cache_keyed_by_sha256(tmp_path, store, ckpt, cache):
-    folder = checkpoint.resolve(f"{store}/vision-cnn@v1")
+    folder = hub.resolve(f"{store}/vision-cnn@v1")
     assert folder == cache / hashlib.sha256((ckpt / "manifest.json").read_bytes()).hexdigest()
-    assert checkpoint.load(f"file://{store}/vision-cnn/v1")["folder"] == folder  # a hit: the same copy
+    assert hub.load(f"file://{store}/vision-cnn/v1")["folder"] == folder  # a hit: the same copy
     (folder / "meta.json").write_text("{}")  # a damaged cache entry is fetched again, not used
-    assert checkpoint.resolve(f"{store}/vision-cnn@v1") == folder and tree(folder) == tree(ckpt)
-    assert checkpoint.resolve(ckpt) == ckpt  # local folders are untouched
+    assert hub.resolve(f"{store}/vision-cnn@v1") == folder and tree(folder) == tree(ckpt)
+    assert hub.resolve(ckpt) == ckpt  # local folders are untouched
+    with pytest.raises(UserError, match="store URL"):
+        checkpoint.resolve(f"file://{store}/vision-cnn/v1")  # the format reads folders; the hub fetches
 
 
 def test_hub_imports_no_framework():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import checkpoint
+from shared.models import load_model
 from zoo import registry
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
@@ -20,7 +20,7 @@ def test_legacy_checkpoint_loads_and_predicts_the_same(name, fw, frameworks):
         f"no legacy checkpoint for {name}: a new model needs none, an old one must keep it"
     )
     expected = np.load(LEGACY / f"{name.replace('/', '-')}.expected.npz")
-    spec, _, model, ckpt = checkpoint.load_model(folder, fw)
+    spec, _, model, ckpt = load_model(folder, fw)
     assert ckpt["model"] == name
     batch = {k[len("batch.") :]: expected[k] for k in expected.files if k.startswith("batch.")}
     outputs = spec.forward(model, batch)

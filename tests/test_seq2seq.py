@@ -6,6 +6,7 @@ import pytest
 from shared import checkpoint
 from shared.crosscheck import check_forward, check_gradients, no_dropout
 from shared.errors import UserError
+from shared.models import load_model
 from shared.recipe import config_to_dict
 from shared.tasks import translation as task
 from tests.conftest import assert_one_line_error, run_tool
@@ -179,7 +180,7 @@ def test_predict_prints_identical_translations_in_both_frameworks(small_checkpoi
 
     printed = {}
     for fw in ("torch", "keras"):
-        spec, config, model, ckpt = checkpoint.load_model(small_checkpoint, fw)
+        spec, config, model, ckpt = load_model(small_checkpoint, fw)
         state = load_state(spec, ckpt)
         task.predict(
             spec, model, config, state, ["three hundred and twelve", "çà ☃"], {"beam": "3", "nbest": "2"}

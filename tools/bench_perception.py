@@ -11,6 +11,7 @@ batches after warm-up ones; frames/s = batch size / median seconds per batch.
 
 from __future__ import annotations
 
+import importlib
 import json
 import statistics
 import time
@@ -19,6 +20,7 @@ import _path  # noqa: F401
 
 from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
+from shared.models import get_spec, load_model
 from shared.recipe import parse_set_flags
 
 
@@ -85,18 +87,13 @@ def main(argv=None) -> int:
     if min(sizes) < 1 or args.threads < 1:
         raise UserError("--batch-sizes and --threads must be >= 1")
 
-    import importlib
-
-    from shared import checkpoint
-    from shared.cli import get_spec
-
     rows = []
     for fw in frameworks:
         importlib.import_module(f"shared.train.{fw}_trainer").setup(0, args.threads, 0)
         if args.checkpoint:
             if args.set:
                 raise UserError("--set applies to a fresh model; a checkpoint brings its own Config")
-            spec, config, model, _ = checkpoint.load_model(args.checkpoint, fw)
+            spec, config, model, _ = load_model(args.checkpoint, fw)
         else:
             spec = get_spec("driving/perception")
             config = spec.config(**parse_set_flags(args.set))

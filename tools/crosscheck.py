@@ -17,8 +17,12 @@ import sys
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, get_spec, main_wrapper
+from shared import parity
+from shared.cli import Parser, main_wrapper
+from shared.crosscheck import Check, run_tier1
 from shared.errors import UserError
+from shared.frameworks import load_both
+from shared.models import get_spec
 from shared.recipe import parse_set_flags
 
 
@@ -48,11 +52,7 @@ def main(argv=None) -> int:
     spec = get_spec(args.model)
     overrides = parse_set_flags(args.set)
     config = spec.config(**({**spec.smoke_config, **overrides} if args.smoke else overrides))
-    from shared.crosscheck import run_tier1
-
     if args.threads:
-        from shared.frameworks import load_both
-
         load_both()  # torch first, then TensorFlow (shared/frameworks.py)
         from shared.train import keras_trainer, torch_trainer
 
@@ -85,9 +85,6 @@ def show(spec, checks, as_json: bool) -> None:
 
 def train_parity(spec, config, args, tier1: list) -> list:
     """Tier 2: both twins trained in lockstep; the report goes to the run folder (and the card)."""
-    from shared import parity
-    from shared.crosscheck import Check
-
     report = parity.run_parity(
         spec,
         config,

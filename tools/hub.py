@@ -17,6 +17,7 @@ import json
 
 import _path  # noqa: F401
 
+from shared import hub
 from shared.cli import Parser, main_wrapper
 
 
@@ -76,8 +77,6 @@ def print_index(index: dict) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from shared import hub
-
     options = hub.storage_options(args.url, args.endpoint_url, args.option)
     if args.command == "push":
         entry = hub.push(

@@ -17,8 +17,11 @@ import time
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, get_spec, main_wrapper
+from shared import parity
+from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
+from shared.models import get_spec
+from zoo import registry
 
 OUTCOME = {0: "PASS", 1: "FAIL"}  # any other exit status: the run itself stopped with an error
 
@@ -37,9 +40,6 @@ def main(argv=None) -> int:
         "--table-only", action="store_true", help="only rebuild the README table from the cards"
     )
     args = parser.parse_args(argv)
-
-    from shared import parity
-    from zoo import registry
 
     models = registry.list_models() if not args.models else [get_spec(m).name for m in args.models.split(",")]
     if args.seeds < 1 or (args.steps is not None and args.steps < 1):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import _path  # noqa: F401
 
+from shared import hub, tasks
 from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
+from shared.models import load_model
 from shared.recipe import parse_set_flags
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="tools/predict.py", description=__doc__)
-    parser.add_argument("checkpoint", help="run folder or checkpoint folder")
+    parser.add_argument("checkpoint", help="run folder, checkpoint folder or store URL")
     parser.add_argument("--fw", required=True, help="keras or torch")
     parser.add_argument("inputs", nargs="+", help="inputs for the model's task")
     parser.add_argument("--top-k", type=int, default=5, help="how many classes/items to show")
@@ -28,10 +30,8 @@ def main(argv=None) -> int:
     if args.top_k < 1:
         raise UserError(f"--top-k must be >= 1; found {args.top_k}")
 
-    from shared import checkpoint, tasks
-
-    ckpt = checkpoint.load(args.checkpoint)
-    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    ckpt = hub.load(args.checkpoint)  # verify (and fetch a store URL) before importing any framework
+    spec, config, model, ckpt = load_model(ckpt["folder"], fw)
     task = spec.task_module
     if not hasattr(task, "predict"):
         raise UserError(f"task {spec.task!r} of {spec.name} has no predict support")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, get_spec, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
+from shared.models import get_spec
 from shared.recipe import parse_set_flags
 
 

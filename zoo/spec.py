@@ -1,7 +1,8 @@
 """ModelSpec: the framework-free handle every tool and test uses to reach a model.
 
 Importing this module imports neither torch nor tensorflow; `build` imports the twin's module
-(and so its framework) only when asked.
+(and so its framework) only when asked. The spec sits above the tasks and the building blocks: it binds a
+model folder to its task and is what a harness is handed; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -14,24 +15,11 @@ from typing import Any
 
 import numpy as np
 
-FRAMEWORKS = ("torch", "keras")
+from shared import tasks
+from shared.frameworks import FRAMEWORKS, check_framework, framework_of
+from shared.recipe import make_config
 
-
-def framework_of(model: Any) -> str:
-    """'torch' or 'keras', read from the model's class hierarchy (imports nothing)."""
-    for cls in type(model).__mro__:
-        root = cls.__module__.split(".")[0]
-        if root == "torch":
-            return "torch"
-        if root in ("keras", "keras_hub"):
-            return "keras"
-    raise ValueError(f"expected a torch.nn.Module or a keras.Model, found {type(model).__name__}")
-
-
-def check_framework(fw: str) -> str:
-    if fw not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {fw!r}: expected one of {', '.join(FRAMEWORKS)}")
-    return fw
+__all__ = ["FRAMEWORKS", "ModelSpec", "check_framework", "framework_of"]
 
 
 @dataclass(frozen=True)
@@ -61,14 +49,10 @@ class ModelSpec:
     @property
     def task_module(self):
         """The framework-free task module (shared.tasks.<task>): batches, data, metrics."""
-        from shared import tasks
-
         return tasks.get(self.task)
 
     def config(self, **overrides) -> Any:
         """The model's Config with overrides applied; unknown fields or wrong types -> ValueError."""
-        from shared.recipe import make_config
-
         return make_config(self.config_cls, overrides)
 
     def impl(self, fw: str):

@@ -7,66 +7,31 @@ and can be served from a local mirror folder of parquet files (ZOO_HUB_MIRROR=/p
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+# Importing a loader module registers its datasets in the catalogue.
+from shared.data import dna, images, recsys, roads, translation
+from shared.data.catalog import HUB_LOADERS, LOADERS, register, register_hub
+from shared.data.hub import load_hub
 from shared.errors import UserError
 
-_LOADERS: dict[str, Callable] = {}
-_HUB_LOADERS: dict[str, Callable] = {}
-
-
-def register(name: str):
-    """Decorator: register an embedded dataset loader under `name`."""
-
-    def wrap(fn):
-        _LOADERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def register_hub(repo_id: str):
-    """Decorator: register a converter for a hub dataset `repo_id` (called as fn(raw_dataset_dict))."""
-
-    def wrap(fn):
-        _HUB_LOADERS[repo_id] = fn
-        return fn
-
-    return wrap
-
-
-def _ensure_loaders() -> None:
-    # Importing the modules registers their datasets; they import numpy/datasets only.
-    from shared.data import images  # noqa: F401
-
-    for optional in ("translation", "recsys", "dna", "roads"):
-        try:
-            __import__(f"shared.data.{optional}")
-        except ModuleNotFoundError as err:
-            if err.name != f"shared.data.{optional}":
-                raise
+__all__ = ["available", "dna", "images", "load", "recsys", "register", "register_hub", "roads", "translation"]
 
 
 def available() -> list[str]:
-    _ensure_loaders()
-    return sorted(_LOADERS) + sorted(f"hub:{r}" for r in _HUB_LOADERS)
+    return sorted(LOADERS) + sorted(f"hub:{r}" for r in HUB_LOADERS)
 
 
 def load(name: str, **kwargs):
     """Load a dataset by name: an embedded one ('mnist-5k') or 'hub:<repo_id>[@revision]'."""
-    _ensure_loaders()
     if name.startswith("hub:"):
-        from shared.data.hub import load_hub
-
         repo, _, revision = name[4:].partition("@")
-        if repo not in _HUB_LOADERS:
+        if repo not in HUB_LOADERS:
             raise UserError(
-                f"no hub loader for {repo!r}: known hub datasets are {', '.join(sorted(_HUB_LOADERS))}"
+                f"no hub loader for {repo!r}: known hub datasets are {', '.join(sorted(HUB_LOADERS))}"
             )
-        return _HUB_LOADERS[repo](load_hub(repo, revision or None))
+        return HUB_LOADERS[repo](load_hub(repo, revision or None))
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in _LOADERS:  # loaders that read a local path, e.g. movielens:/data/ml-1m
-        return _LOADERS[prefix](rest, **kwargs)
-    if name not in _LOADERS:
+    if sep and prefix in LOADERS:  # loaders that read a local path, e.g. movielens:/data/ml-1m
+        return LOADERS[prefix](rest, **kwargs)
+    if name not in LOADERS:
         raise UserError(f"unknown dataset {name!r}: expected one of {', '.join(available())}")
-    return _LOADERS[name](**kwargs)
+    return LOADERS[name](**kwargs)

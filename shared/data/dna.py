@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.data import register, register_hub
+from shared.data.catalog import register, register_hub
+from shared.data.hub import load_hub, mirror_files
 from shared.errors import UserError
 
 ALPHABET = "ACGT"
@@ -501,8 +502,6 @@ for _name in GENOMIC_BENCHMARKS:
 @register("genomic-benchmarks")
 def genomic_benchmarks(name: str):
     """`--data genomic-benchmarks:human_nontata_promoters[@sha]`: a Genomic Benchmarks set (seq, label)."""
-    from shared.data.hub import load_hub
-
     name, _, asked = name.partition("@")
     if name not in GENOMIC_BENCHMARKS:
         raise UserError(
@@ -525,8 +524,6 @@ def nucleotide_transformer(task: str):
     """`--data nt:promoter_all[@sha]` (revised benchmark) or `nt:original/promoter_all@sha` (the first
     release): one task of the Nucleotide Transformer downstream tasks (sequence, name, label, task)."""
     import datasets
-
-    from shared.data.hub import mirror_files
 
     task, _, asked = task.partition("@")
     original, _, task = task.rpartition("/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.data import register, register_hub
+from shared.data.catalog import register, register_hub
 
 
 def to_dataset_dict(splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]):

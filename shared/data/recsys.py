@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.data import register
+from shared.data.catalog import register
 from shared.errors import UserError
 
 EVAL_NEGATIVES = 99

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.data import register
+from shared.data.catalog import register
 from shared.errors import UserError
 
 CLASS_NAMES = ("background", "road", "lane_marking", "vehicle")

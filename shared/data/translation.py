@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.data import register, register_hub
+from shared.data.catalog import register, register_hub
+from shared.data.hub import mirror_files
 from shared.errors import UserError
 
 # Pinned hub revisions (commit hashes) used by the named loaders.
@@ -116,8 +117,6 @@ def numbers_en_fr(
 def _load_raw(repo: str, revision: str | None, config_name: str | None = None):
     """A hub dataset's raw DatasetDict: from ZOO_HUB_MIRROR if set, else the hub at `revision`."""
     import datasets
-
-    from shared.data.hub import mirror_files
 
     files = mirror_files(repo)
     if files is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 
+from shared.checkpoint import read_json
 from shared.errors import UserError
 
 
@@ -46,8 +47,6 @@ def check_keys(batch: dict, required: dict[str, tuple[str, int | None]]) -> None
 
 def load_state(spec, checkpoint: dict):
     """The preprocessing state saved with a checkpoint (the task may read extra files such as tokenizers)."""
-    from shared.checkpoint import read_json
-
     task = spec.task_module
     if hasattr(task, "load_state"):
         return task.load_state(checkpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.errors import UserError
+from shared.metrics import accuracy, cross_entropy, softmax, top_k_accuracy
 from shared.tasks import check_keys
 
 PRIMARY_METRIC = "accuracy"
@@ -75,8 +76,6 @@ def prepare(dataset, config, state: dict | None = None):
 
 
 def metrics(outputs: dict, batch: dict) -> dict[str, float]:
-    from shared.metrics import accuracy, cross_entropy, top_k_accuracy
-
     logits, labels = outputs["logits"], batch["label"]
     result = {"accuracy": accuracy(logits, labels), "loss": cross_entropy(logits, labels)}
     if logits.shape[-1] > 5:
@@ -103,8 +102,6 @@ def load_image(path: str, config) -> np.ndarray:
 
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
     """Print the top-k classes with probabilities for each image file."""
-    from shared.metrics import softmax
-
     class_names = state.get("class_names") or [str(i) for i in range(config.num_classes)]
     images = normalize(np.stack([load_image(p, config) for p in inputs]), state)
     probs = softmax(spec.forward(model, {"image": images}, training=False)["logits"])

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data.recsys import meta, sample_negatives, to_implicit
 from shared.errors import UserError
+from shared.metrics import hit_rate_at_k, ndcg_at_k, random_ranking_at_k
 from shared.tasks import check_keys
 from shared.tasks.rating import check_ids, recommend, recsys_state
 
@@ -39,8 +41,6 @@ def prepare(dataset, config, state: dict | None = None):
     """A recommender DatasetDict (implicit, or explicit ratings turned into interactions with the leave-one-out
     protocol) -> numpy splits. Train: positives + sampled negatives; validation/test: the ranking blocks with
     each candidate item's training popularity (and true_score on planted data)."""
-    from shared.data.recsys import meta, sample_negatives, to_implicit
-
     if meta(dataset)["kind"] == "explicit":
         dataset = to_implicit(dataset)
     described = meta(dataset)
@@ -91,8 +91,6 @@ def binary_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     """HR@10 / NDCG@10 of the model and of the baselines, and the cross-entropy on the candidates."""
-    from shared.metrics import hit_rate_at_k, ndcg_at_k, random_ranking_at_k
-
     labels = np.asarray(batch["label"])
     if not (labels == 0).any():  # training rows, not ranking blocks
         return {"loss": binary_cross_entropy(outputs["logits"], labels)}

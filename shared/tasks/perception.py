@@ -19,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data.iterator import BatchIterator
 from shared.data.roads import CLASS_NAMES, centre_crop, fit_to_size, open_rgb
 from shared.errors import UserError
+from shared.metrics import log_softmax
+from shared.plots import segmentation_overlay
 from shared.tasks import check_keys
 
 PRIMARY_METRIC = "miou"
@@ -135,8 +138,6 @@ class Scores:
         self.errors: list[np.ndarray] = []
 
     def add(self, logits: np.ndarray, steering: np.ndarray, mask: np.ndarray, target: np.ndarray) -> None:
-        from shared.metrics import log_softmax
-
         c = self.confusion.shape[0]
         index = mask.reshape(-1).astype(np.int64) * c + logits.argmax(-1).reshape(-1)
         self.confusion += np.bincount(index, minlength=c * c).reshape(c, c)
@@ -180,8 +181,6 @@ def metrics(outputs: dict, batch: dict, config=None) -> dict[str, float]:
 
 def evaluate(spec, model, arrays: dict, config, batch_size: int) -> dict[str, float]:
     """Batch by batch (a split's per-pixel logits would not fit in memory at once)."""
-    from shared.data.iterator import BatchIterator
-
     scores = Scores(config.num_classes, config.class_weights, config.steering_loss_weight)
     for batch in BatchIterator(arrays, batch_size, shuffle=False, drop_last=False):
         out = spec.forward(model, batch, training=False)
@@ -193,8 +192,6 @@ def after_training(spec, model, splits: dict, config, out: Path, state: dict, co
     """Overlays of the first `count` test scenes, in <run>/overlays/: the prediction (mask and steering
     arrow) and the ground truth side by side, for a look at what the metrics summarise."""
     from PIL import Image
-
-    from shared.plots import segmentation_overlay
 
     test = {k: v[:count] for k, v in splits["test"].items()}
     if not len(test["image"]):
@@ -253,8 +250,6 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
     options: out (folder, default predictions), alpha (mask opacity, default 0.45), arrow_gain (the arrow
     turns this many times the steering angle so small angles show, default 3).
     """
-    from shared.plots import segmentation_overlay
-
     out = Path(str(options.get("out", "predictions")))
     try:
         alpha, gain = float(options.get("alpha", 0.45)), float(options.get("arrow_gain", 3.0))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data import load
+from shared.data.recsys import meta, movielens_titles
 from shared.errors import UserError
+from shared.metrics import mae, rmse
 from shared.tasks import check_keys
 
 PRIMARY_METRIC = "rmse"
@@ -75,8 +78,6 @@ def recsys_state(described: dict, config, state: dict | None, kind: str) -> dict
 
 def prepare(dataset, config, state: dict | None = None):
     """A recommender DatasetDict of explicit ratings -> numpy splits {user, item, rating[, true_rating]}."""
-    from shared.data.recsys import meta
-
     described = meta(dataset)
     if described["kind"] != "explicit":
         raise UserError(
@@ -113,8 +114,6 @@ def prepare(dataset, config, state: dict | None = None):
 
 def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     """RMSE and MAE; on planted data also floor_rmse, the RMSE of the true ratings (the best possible)."""
-    from shared.metrics import mae, rmse
-
     result = {
         "rmse": rmse(outputs["rating"], batch["rating"]),
         "mae": mae(outputs["rating"], batch["rating"]),
@@ -127,9 +126,6 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
 def recommend(spec, model, config, state: dict, inputs: list[str], options: dict, score, what: str) -> None:
     """Print the top-K items for each raw user id in `inputs`, excluding the items the user already rated or
     interacted with (read from the data the model was trained on, or --opt data=NAME)."""
-    from shared.data import load
-    from shared.data.recsys import meta, movielens_titles
-
     source = state["source"]
     data, kwargs = (options["data"], {}) if options.get("data") else (source["data"], source["kwargs"])
     dataset = load(data, **kwargs)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from shared.torch_weights import set_weights
+
 
 def _gather(tensor: torch.Tensor, session) -> list[torch.Tensor]:
     """`tensor` from every rank (a byte tensor of the same size everywhere), on rank 0's side."""
@@ -70,8 +72,6 @@ def capture(session) -> tuple[dict[str, np.ndarray], dict]:
 
 def restore(session, arrays: dict[str, np.ndarray], state: dict) -> None:
     """Put a snapshot back into a freshly built session (before its first step)."""
-    from shared.torch_weights import set_weights
-
     set_weights(session.model, {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")})
     saved = state["optimizer"]
     per_param: dict[int, dict] = {}

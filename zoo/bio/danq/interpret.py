@@ -190,13 +190,14 @@ def interpret(
 ) -> dict:
     import importlib
 
-    from shared import checkpoint, plots, tasks
+    from shared import hub, plots, tasks
     from shared.data import dna
     from shared.data import load as load_data
+    from shared.models import load_model
 
-    ckpt = checkpoint.load(path)
+    ckpt = hub.load(path)
     importlib.import_module(f"shared.train.{fw}_trainer").setup(0, threads, 0)
-    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    spec, config, model, ckpt = load_model(ckpt["folder"], fw)
     out = Path(out or Path(ckpt["folder"]).parent / f"interpret-{fw}")
     out.mkdir(parents=True, exist_ok=True)
     data, kwargs = ckpt["meta"].get("data") or spec.dataset, ckpt["meta"].get("data_kwargs", {})

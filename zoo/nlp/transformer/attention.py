@@ -109,8 +109,9 @@ def write_attention_maps(
 
 
 def main(argv=None) -> int:
-    from shared import checkpoint, tasks
+    from shared import tasks
     from shared.cli import Parser, check_fw
+    from shared.models import load_model
 
     parser = Parser(prog="python -m zoo.nlp.transformer.attention", description=__doc__)
     parser.add_argument("checkpoint", help="run folder or checkpoint folder of nlp/transformer")
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fw", required=True, help="keras or torch")
     parser.add_argument("--out", required=True, help="folder for the PNGs")
     args = parser.parse_args(argv)
-    spec, config, model, ckpt = checkpoint.load_model(checkpoint.resolve(args.checkpoint), check_fw(args.fw))
+    spec, config, model, ckpt = load_model(args.checkpoint, check_fw(args.fw))
     if spec.name != "nlp/transformer":
         parser.error(f"{args.checkpoint} holds {spec.name}, not nlp/transformer")
     for path in write_attention_maps(
