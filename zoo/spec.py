@@ -97,6 +97,13 @@ class ModelSpec:
             return self.impl("keras").weight_map(config)  # a folder that still keeps it in keras_impl.py
         return weights.weight_map(config)
 
+    def build_twins(self, config: Any = None) -> tuple[Any, Any]:
+        """(torch model, Keras model) holding the same weights: the torch twin's initialisation, copied."""
+        torch_model = self.build("torch", config)
+        keras_model = self.build("keras", config)
+        self.set_weights(keras_model, self.get_weights(torch_model))
+        return torch_model, keras_model
+
     def example_batch(self, config: Any, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
         return self.task_module.example_batch(config, batch_size=batch_size, seed=seed)
 

@@ -1,0 +1,11 @@
+"""Generated blocks inside hand-written Markdown: a tool owns what lies between its two markers."""
+
+from __future__ import annotations
+
+
+def replace_block(text: str, start: str, end: str, block: str, heading: str) -> str:
+    """Replace what lies between the start and end markers; without them, append heading + markers."""
+    i, j = text.find(start), text.find(end)
+    if 0 <= i < j:
+        return text[:i] + f"{start}\n{block}\n{end}" + text[j + len(end) :]
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{heading}\n\n{start}\n{block}\n{end}\n"
