@@ -21,9 +21,12 @@ import time
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, get_spec, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
+from shared.frameworks import load_both
+from shared.models import get_spec
 from shared.recipe import parse_set_flags
+from zoo import registry
 
 
 def torch_loop(spec, config, batch: dict, threads: int):
@@ -109,9 +112,6 @@ def main(argv=None) -> int:
     if args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
         raise UserError("--warmup must be >= 0 and --batch-size >= 1")
     frameworks = [check_fw(fw.strip()) for fw in args.fw.split(",") if fw.strip()]
-    from shared.frameworks import load_both
-    from zoo import registry
-
     load_both()
     names = registry.list_models() if args.model == "all" else [get_spec(args.model).name]
     overrides = parse_set_flags(args.set)

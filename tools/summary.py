@@ -18,9 +18,11 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
+from shared import tasks
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
 from shared.markdown import replace_block
+from zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -61,9 +63,6 @@ def read_summary(card: Path) -> dict | None:
 
 def readme_table(root: Path = ROOT) -> str:
     """The README's results table, from the Results summary of every model card."""
-    from shared import tasks
-    from zoo import registry
-
     lines = [
         "Each row comes from the model card's Results block, which `tools/summary.py RUN... --record` writes "
         "from the runs' result.json files; rebuilt by `python tools/summary.py --table-only`.",
