@@ -17,7 +17,12 @@ from keras import layers, ops
 
 from .config import Config
 
-ACTIVATIONS = {"relu": keras.activations.relu, "gelu": keras.activations.gelu}  # gelu: exact erf form, as F.gelu
+ACTIVATIONS = {"relu": keras.activations.relu, "gelu": keras.activations.gelu}  # exact erf gelu, as F.gelu
+
+
+def normal(config: Config) -> keras.initializers.Initializer:
+    """N(0, embedding_std^2): embeddings, position tables, the untied projection (a fresh one for each)."""
+    return keras.initializers.RandomNormal(stddev=config.embedding_std)
 
 
 class SinePositionEncoding(layers.Layer):
@@ -46,11 +51,15 @@ class PositionEmbedding(layers.Layer):
         super().__init__(**kwargs)
         self.table_shape, self.initializer = (length, dim), initializer
 
-    def build(self, input_shape):
-        self.weight = self.add_weight(shape=self.table_shape, initializer=self.initializer, name="weight")
-
     def call(self, x):
         return ops.broadcast_to(self.weight[: ops.shape(x)[1]], ops.shape(x))  # (B, T, E)
+
+    def build(self, input_shape):  # Keras creates weights when it first sees an input
+        self.weight = self.add_weight(shape=self.table_shape, initializer=self.initializer, name="weight")
+
+
+def embedding(config: Config, vocab_size: int, name: str) -> layers.Embedding:
+    return layers.Embedding(vocab_size, config.d_model, embeddings_initializer=normal(config), name=name)
 
 
 def positions(config: Config, length: int, name: str) -> layers.Layer:
@@ -75,7 +84,8 @@ class ResidualLayer(layers.Layer):
         self.norm_first, self.activation = config.norm_first, ACTIVATIONS[config.activation]
 
     def sublayer(self, x, norm: layers.LayerNormalization, dropout: layers.Dropout, f):
-        """Post-LN (the paper): norm(x + dropout(f(x))); pre-LN: x + dropout(f(norm(x))). f returns (y, map)."""
+        """Post-LN (the paper): norm(x + dropout(f(x))); pre-LN: x + dropout(f(norm(x))).
+        f returns (y, attention probabilities or None)."""
         y, scores = f(norm(x) if self.norm_first else x)
         x = x + dropout(y)
         return x if self.norm_first else norm(x), scores
@@ -97,7 +107,7 @@ class EncoderLayer(ResidualLayer):
         self.norm2 = layer_norm(config, "norm2")
         self.dropout2 = layers.Dropout(config.dropout, name="dropout2")
 
-    def call(self, x, padding_mask, need_weights: bool = False):  # Keras returns the maps at no cost
+    def call(self, x, padding_mask, need_weights: bool = False):  # the maps come back whatever need_weights
         # x: (B, S, E); padding_mask: (B, S), True on real tokens (Keras attends where True).
         x, scores = self.sublayer(x, self.norm1, self.dropout1, lambda y: self.self_attn(
             y, y, y, attention_mask=padding_mask[:, None, :],
@@ -174,17 +184,16 @@ class Transformer(keras.Model):
     def __init__(self, config: Config, **kwargs):
         super().__init__(name="transformer", **kwargs)
         self.config = config
-        self.src_embed = layers.Embedding(config.src_vocab_size, config.d_model, normal(config), name="src_embed")
-        self.tgt_embed = layers.Embedding(config.tgt_vocab_size, config.d_model, normal(config), name="tgt_embed")
+        self.src_embed = embedding(config, config.src_vocab_size, "src_embed")
+        self.tgt_embed = embedding(config, config.tgt_vocab_size, "tgt_embed")
         self.src_positions = positions(config, config.max_src_len, "src_positions")
         self.tgt_positions = positions(config, config.max_tgt_len, "tgt_positions")
         self.embed_dropout = layers.Dropout(config.dropout, name="embed_dropout")
         self.encoder = Encoder(config, name="encoder")
         self.decoder = Decoder(config, name="decoder")
         # Tied: the target embedding is the output projection; else a separate bias-free projection.
-        self.generator = None if config.tie_output_projection else layers.Dense(config.tgt_vocab_size, use_bias=False,
-                                                                                kernel_initializer=normal(config),
-                                                                                name="generator")
+        self.generator = None if config.tie_output_projection else layers.Dense(
+            config.tgt_vocab_size, use_bias=False, kernel_initializer=normal(config), name="generator")
 
     def embed(self, tokens, embedding: layers.Layer, table: layers.Layer):
         x = embedding(tokens) * self.config.embedding_scale  # (B, T, E)
@@ -196,20 +205,16 @@ class Transformer(keras.Model):
 
     def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False):
         x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions), memory,
-                               ops.cast(tgt_mask, "bool"), ops.cast(src_mask, "bool"), need_weights=need_weights)
+                               ops.cast(tgt_mask, "bool"), ops.cast(src_mask, "bool"),
+                               need_weights=need_weights)  # (B, T, E)
         if self.generator is not None:
             return self.generator(x), maps  # (B, T, V) logits
         return ops.matmul(x, ops.transpose(self.tgt_embed.embeddings)), maps  # (B, T, V) logits: x @ (V, E)^T
 
-    def call(self, src, src_mask, tgt_in, tgt_mask):  # training reaches every dropout through Keras' call context
+    def call(self, src, src_mask, tgt_in, tgt_mask):  # Keras hands `training` on to every Dropout
         memory, _ = self.encode(src, src_mask)
         logits, _ = self.decode(tgt_in, memory, tgt_mask, src_mask)
         return logits
-
-
-def normal(config: Config) -> keras.initializers.Initializer:
-    """N(0, embedding_std^2) for embeddings, position tables and the untied projection (a fresh one each)."""
-    return keras.initializers.RandomNormal(stddev=config.embedding_std)
 
 
 def build_model(config: Config) -> Transformer:
@@ -220,15 +225,17 @@ def build_model(config: Config) -> Transformer:
 
 
 def call(model: Transformer, batch: dict, training: bool = False) -> dict:
-    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])  # before Keras wraps the error
-    return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"], training=training)}
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])  # before Keras wraps errors
+    return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"],
+                            training=training)}
 
 
 def compute_loss(outputs: dict, batch: dict, config: Config):
     """Label-smoothed cross-entropy, averaged over the real (unpadded) target tokens."""
     logits = outputs["logits"]  # (B, T, V)
-    losses = keras.losses.categorical_crossentropy(ops.one_hot(batch["tgt_out"], config.tgt_vocab_size), logits,
-                                                   from_logits=True, label_smoothing=config.label_smoothing)  # (B, T)
+    losses = keras.losses.categorical_crossentropy(ops.one_hot(batch["tgt_out"], config.tgt_vocab_size),
+                                                   logits, from_logits=True,
+                                                   label_smoothing=config.label_smoothing)  # (B, T)
     mask = ops.cast(batch["tgt_mask"], losses.dtype)
     return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
@@ -253,9 +260,9 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
     with warnings.catch_warnings():  # Keras warns of a softmax over one key: the first step has only BOS
         warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning)
         logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
-                                    tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
-                                    need_weights=True)  # (N, t, V)
-    attention = ops.mean(maps[-1][1][:, :, -1], axis=1)  # last layer's cross-attention of the new token, head mean: (N, S)
+                                    tensor(model, np.ones(prefix.shape, bool)),
+                                    tensor(model, memory["src_mask"]), need_weights=True)  # (N, t, V)
+    attention = ops.mean(maps[-1][1][:, :, -1], axis=1)  # new token's last-layer cross-attention: (N, S)
     return ops.convert_to_numpy(logits[:, -1]), {"prefix": prefix}, ops.convert_to_numpy(attention)
 
 

@@ -49,6 +49,10 @@ class PositionEmbedding(nn.Module):
         return self.weight[: x.shape[1]].expand_as(x)  # (B, T, E)
 
 
+def embedding(config: Config, vocab_size: int) -> nn.Embedding:
+    return nn.Embedding(vocab_size, config.d_model)
+
+
 def positions(config: Config, length: int) -> nn.Module:
     if config.positions == "learned":
         return PositionEmbedding(length, config.d_model)
@@ -71,7 +75,8 @@ class ResidualLayer(nn.Module):
         self.norm_first, self.activation = config.norm_first, ACTIVATIONS[config.activation]
 
     def sublayer(self, x, norm: nn.LayerNorm, dropout: nn.Dropout, f):
-        """Post-LN (the paper): norm(x + dropout(f(x))); pre-LN: x + dropout(f(norm(x))). f returns (y, map)."""
+        """Post-LN (the paper): norm(x + dropout(f(x))); pre-LN: x + dropout(f(norm(x))).
+        f returns (y, attention probabilities or None)."""
         y, scores = f(norm(x) if self.norm_first else x)
         x = x + dropout(y)
         return x if self.norm_first else norm(x), scores
@@ -121,7 +126,7 @@ class DecoderLayer(ResidualLayer):
     def forward(self, x, memory, tgt_padding_mask, src_padding_mask, need_weights: bool = False):
         # x: (B, T, E); memory: (B, S, E); masks (B, T) and (B, S), True on real tokens.
         length = x.shape[1]
-        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)  # (T, T) True where j > i
+        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)  # (T, T) True: j > i
         x, self_scores = self.sublayer(x, self.norm1, self.dropout1, lambda y: self.self_attn(
             y, y, y, attn_mask=future, key_padding_mask=~tgt_padding_mask, need_weights=need_weights,
             average_attn_weights=False))  # (B, T, E); (B, H, T, T)
@@ -170,16 +175,16 @@ class Transformer(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.config = config
-        self.src_embed = nn.Embedding(config.src_vocab_size, config.d_model)
-        self.tgt_embed = nn.Embedding(config.tgt_vocab_size, config.d_model)
+        self.src_embed = embedding(config, config.src_vocab_size)
+        self.tgt_embed = embedding(config, config.tgt_vocab_size)
         self.src_positions = positions(config, config.max_src_len)
         self.tgt_positions = positions(config, config.max_tgt_len)
         self.embed_dropout = nn.Dropout(config.dropout)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         # Tied: the target embedding is the output projection; else a separate bias-free projection.
-        self.generator = None if config.tie_output_projection else nn.Linear(config.d_model, config.tgt_vocab_size,
-                                                                             bias=False)
+        self.generator = None if config.tie_output_projection else nn.Linear(
+            config.d_model, config.tgt_vocab_size, bias=False)
         self.reset_parameters(config)
 
     def reset_parameters(self, config: Config):
@@ -207,8 +212,9 @@ class Transformer(nn.Module):
                             need_weights=need_weights)  # (B, S, E), maps
 
     def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False):
-        x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions), memory, tgt_mask.bool(),
-                               src_mask.bool(), need_weights=need_weights)  # (B, T, E)
+        x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions), memory,
+                               tgt_mask.bool(), src_mask.bool(),
+                               need_weights=need_weights)  # (B, T, E)
         if self.generator is not None:
             return self.generator(x), maps  # (B, T, V) logits
         return F.linear(x, self.tgt_embed.weight), maps  # (B, T, V) logits: x @ (V, E)^T
@@ -259,9 +265,9 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
     model.config.check_lengths(tgt_length=prefix.shape[1])
     model.eval()
     logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
-                                tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
-                                need_weights=True)  # (N, t, V)
-    attention = maps[-1][1][:, :, -1].mean(dim=1)  # last layer's cross-attention of the new token, head mean: (N, S)
+                                tensor(model, np.ones(prefix.shape, bool)),
+                                tensor(model, memory["src_mask"]), need_weights=True)  # (N, t, V)
+    attention = maps[-1][1][:, :, -1].mean(dim=1)  # new token's last-layer cross-attention: (N, S)
     return logits[:, -1].cpu().numpy(), {"prefix": prefix}, attention.cpu().numpy()
 
 

@@ -19,7 +19,8 @@ KERAS_ROOT = "transformer"  # the Keras model's name (keras_impl.Transformer): f
 
 
 def fused_in_projection(config: Config) -> Transform:
-    """Keras query/key/value kernels, each (E, H, D) <-> torch in_proj_weight (3E, E) = [Wq; Wk; Wv] (out, in)."""
+    """Keras query/key/value kernels, each (E, H, D) <-> torch in_proj_weight (3E, E) = [Wq; Wk; Wv],
+    each block (out, in)."""
     e, h, d = config.d_model, config.num_heads, config.head_dim
     return Transform(
         "qkv_kernels_to_in_proj_weight",
@@ -76,7 +77,7 @@ def weight_map(config: Config) -> list[Row]:
     rows = embedding(k("src_embed"), "src_embed") + embedding(k("tgt_embed"), "tgt_embed")
     if config.positions == "learned":
         rows += [row(f"{k(name)}/weight", f"{name}.weight") for name in ("src_positions", "tgt_positions")]
-    stacks = [  # (stack, layers, attention sublayers, layer norms) as in torch_impl.EncoderLayer / DecoderLayer
+    stacks = [  # (stack, layers, attention sublayers, layer norms): torch_impl.EncoderLayer / DecoderLayer
         ("encoder", config.num_encoder_layers, ("self_attn",), ("norm1", "norm2")),
         ("decoder", config.num_decoder_layers, ("self_attn", "multihead_attn"), ("norm1", "norm2", "norm3")),
     ]
