@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 
-import _path  # noqa: F401
+import _path
 
 from shared.cli import Parser, get_spec, main_wrapper
 from shared.errors import UserError
+from shared.parity import report
+from zoo import registry
 
 OUTCOME = {0: "PASS", 1: "FAIL"}  # any other exit status: the run itself stopped with an error
 
@@ -38,9 +40,6 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from shared import parity
-    from zoo import registry
-
     models = registry.list_models() if not args.models else [get_spec(m).name for m in args.models.split(",")]
     if args.seeds < 1 or (args.steps is not None and args.steps < 1):
         raise UserError(f"--seeds and --steps must be >= 1; found --seeds {args.seeds}, --steps {args.steps}")
@@ -48,7 +47,7 @@ def main(argv=None) -> int:
     for name in [] if args.table_only else models:
         command = [
             sys.executable,
-            str(parity.ROOT / "tools" / "crosscheck.py"),
+            str(_path.ROOT / "tools" / "crosscheck.py"),
             f"zoo/{name}",
             "--train",
             "--update-card",
@@ -62,12 +61,12 @@ def main(argv=None) -> int:
         command += ["--smoke"] if args.smoke else []
         print(f"[{name}] {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(command, cwd=parity.ROOT).returncode
+        code = subprocess.run(command, cwd=_path.ROOT).returncode
         outcomes[name] = (
             OUTCOME.get(code, f"ERROR (exit {code}); its card keeps the previous row"),
             time.perf_counter() - start,
         )
-    readme = parity.update_summary()
+    readme = report.update_summary(models=registry.list_models())
     for name, (outcome, seconds) in outcomes.items():
         print(f"{outcome:<5} {name}  ({seconds:.0f} s)")
     print(f"table: {readme}")
