@@ -97,9 +97,9 @@ class Twins:
         inject: Injection | None = None,
         float64: bool = False,
     ):
+        torch, keras = load_both()  # torch first, then TensorFlow (shared/frameworks.py)
         from shared.train import keras_trainer, torch_trainer  # they import the frameworks
 
-        torch, keras = load_both()
         self.spec, self.config, self.total_steps, self.inject = spec, config, total_steps, inject
         self.t_impl, self.k_impl = spec.impl("torch"), spec.impl("keras")
         self.precision = "float64" if float64 else "float32"
