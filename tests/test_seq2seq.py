@@ -5,6 +5,7 @@ import pytest
 
 from shared import checkpoint
 from shared.crosscheck import check_forward, check_gradients, no_dropout
+from shared.crosscheck_decoding import decoding_checks
 from shared.errors import UserError
 from shared.models import load_model
 from shared.recipe import config_to_dict
@@ -134,7 +135,7 @@ def test_logits_at_step_t_never_see_later_target_tokens(frameworks):
 
 
 def test_decoding_is_identical_in_both_twins(frameworks):
-    checks = task.decoding_checks(SPEC, SPEC.config(**SMALL), sources=4, beam_size=3)
+    checks = decoding_checks(SPEC, SPEC.config(**SMALL), sources=4, beam_size=3)
     assert [c.name for c in checks] == ["greedy_decoding_identical", "beam_decoding_identical"]
     assert all(c.passed for c in checks), checks
 
