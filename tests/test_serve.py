@@ -454,6 +454,19 @@ def test_batched_answers_equal_unbatched(name, checkpoints):
         alone.close()
 
 
+@pytest.mark.parametrize("name", ["vision/cnn", "nlp/seq2seq"])
+def test_keras_twin_serves_the_answers_of_the_torch_twin(name, checkpoints, servers):
+    """The checkpoint (trained in torch) served by its Keras twin: the same answers."""
+    keras_server = serve(checkpoints[name], "keras")
+    try:
+        assert keras_server.client.get("/v1/models").json()["models"][0]["framework"] == "keras"
+        inputs = variants(keras_server, 4)
+        found = keras_server.predict({"inputs": inputs}).json()["outputs"]
+        assert_same(found, servers(name).predict({"inputs": inputs}).json()["outputs"])
+    finally:
+        keras_server.close()
+
+
 # ---- graceful shutdown -------------------------------------------------------------------------------
 
 
@@ -706,7 +719,7 @@ def test_ten_thousand_requests_with_one_percent_malformed(checkpoints):
             "good", "POST", "/v1/predict", json.dumps(model["signature"]["example"]).encode()
         )
         bad = loadgen.bad_probes(model["name"], model["limits"])
-        level = asyncio.run(loadgen.run_level(base, good, 16, 10_000, 800, bad, bad_every=100))
+        level = loadgen.run_level(base, good, 16, 10_000, 800, bad, bad_every=100)
         assert level["requests"] == 10_000, level
         assert level["good_errors"] == 0 and level["good_ok"] == 9_900, level
         assert level["bad"] == 100 and level["bad_4xx"] == 100 and level["bad_not_4xx"] == [], level

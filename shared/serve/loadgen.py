@@ -10,9 +10,10 @@ counts good requests that failed and bad ones that were not answered 4xx.
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -69,7 +70,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-async def run_level(
+def run_level(
     base: str,
     good: Probe,
     concurrency: int,
@@ -79,47 +80,56 @@ async def run_level(
     bad_every: int = 0,
     timeout: float = 60.0,
 ) -> dict:
-    """One closed-loop run; returns counts, latency percentiles (ms, good requests) and throughput."""
-    import httpx
+    """One closed-loop run; returns counts, latency percentiles (ms, good requests) and throughput.
 
-    issued, records = 0, []  # (kind, status, seconds)
+    Each client is a thread with one keep-alive connection (the standard library's http.client: the
+    lightest client at hand, so that the client's own CPU time disturbs the server as little as possible
+    on a small machine)."""
+    parts = urlsplit(base)
+    lock, issued, records = threading.Lock(), [0], []  # records: (kind, status, seconds)
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+    def next_probe() -> Probe | None:
+        with lock:
+            index = issued[0]
+            if index >= requests or time.perf_counter() >= deadline:
+                return None
+            issued[0] += 1
+        if bad and bad_every and index % bad_every == bad_every - 1:
+            return bad[(index // bad_every) % len(bad)]
+        return good
 
-        async def worker():
-            nonlocal issued
-            while issued < requests and time.perf_counter() < deadline:
-                index = issued
-                issued += 1
-                probe = (
-                    bad[(index // bad_every) % len(bad)]
-                    if bad and bad_every and index % bad_every == bad_every - 1
-                    else good
-                )
-                start = time.perf_counter()
-                try:
-                    response = await client.request(
-                        probe.method,
-                        probe.path,
-                        content=probe.body,
-                        headers={"content-type": "application/json"} if probe.body is not None else None,
-                    )
-                    status = response.status_code
-                    if probe is good and status == 200:
-                        response.json()
-                    elif status >= 400:
-                        error = response.json()
-                        if set(error) != {"error"} or "\n" in error["error"]:
-                            status = -status  # not the one-line error body the contract promises
-                except (httpx.HTTPError, ValueError):
-                    status = 0
-                records.append((probe.kind, status, time.perf_counter() - start))
+    def worker() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        while (probe := next_probe()) is not None:
+            headers = {"content-type": "application/json"} if probe.body is not None else {}
+            start = time.perf_counter()
+            try:
+                connection.request(probe.method, probe.path, body=probe.body, headers=headers)
+                response = connection.getresponse()
+                data, status = response.read(), response.status
+                if response.will_close:
+                    connection.close()  # reconnects on the next request
+                if probe is good and status == 200:
+                    json.loads(data)
+                elif status >= 400:
+                    error = json.loads(data)
+                    if set(error) != {"error"} or "\n" in error["error"]:
+                        status = -status  # not the one-line error body the contract promises
+            except (OSError, http.client.HTTPException, ValueError):
+                status = 0
+                connection.close()
+            records.append((probe.kind, status, time.perf_counter() - start))
+        connection.close()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + timeout + 30)
+    elapsed = time.perf_counter() - start
+    records = list(records)
     good_latency = [s for kind, status, s in records if kind == "good" and status == 200]
     bad_records = [(kind, status) for kind, status, _ in records if kind != "good"]
     return {
@@ -150,11 +160,19 @@ async def run_level(
 
 def describe(base: str, timeout: float = 30.0) -> dict:
     """GET /v1/models: the served model's entry (its example request is the good request)."""
-    import httpx
-
-    response = httpx.get(f"{base}/v1/models", timeout=timeout)
-    response.raise_for_status()
-    return response.json()["models"][0]
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("GET", "/v1/models")
+        response = connection.getresponse()
+        data = response.read()
+    except OSError as err:
+        raise UserError(f"no server answers at {base}: {err}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise UserError(f"{base}/v1/models answered {response.status}; is it tools/serve.py?")
+    return json.loads(data)["models"][0]
 
 
 def run(
@@ -178,8 +196,8 @@ def run(
     bad = bad_probes(model["name"], model["limits"]) if bad_fraction else []
     bad_every = round(1 / bad_fraction) if bad_fraction else 0
     if warmup:
-        asyncio.run(run_level(base, good, 1, warmup, seconds))
-    levels = [asyncio.run(run_level(base, good, c, requests, seconds, bad, bad_every)) for c in concurrency]
+        run_level(base, good, 1, warmup, seconds)
+    levels = [run_level(base, good, c, requests, seconds, bad, bad_every) for c in concurrency]
     return {
         "target": base,
         "model": {k: model.get(k) for k in ("name", "version", "task", "framework")},
