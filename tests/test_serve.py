@@ -27,7 +27,6 @@ import pytest
 
 from shared import checkpoint, tasks
 from shared.errors import UserError
-from shared.recipe import config_to_dict
 from shared.serve import backends, loadgen
 from shared.serve.app import bind, make_server
 from shared.serve.service import Service, Settings
@@ -138,11 +137,11 @@ def test_models_endpoint_names_the_checkpoint(name, checkpoints, servers):
     models = server.client.get("/v1/models").json()["models"]
     assert len(models) == 1
     entry = models[0]
-    sha = hashlib.sha256((checkpoints[name] / "manifest.json").read_bytes()).hexdigest()
-    assert (
-        entry["name"] == name and entry["task"] == registry.get(name).task and entry["framework"] == "torch"
-    )
-    assert entry["checkpoint"]["sha256"] == sha and entry["version"] == sha[:12]
+    weights = hashlib.sha256((checkpoints[name] / "weights.safetensors").read_bytes()).hexdigest()
+    manifest = hashlib.sha256((checkpoints[name] / "manifest.json").read_bytes()).hexdigest()
+    assert entry["name"] == name and entry["task"] == registry.get(name).task
+    assert entry["framework"] == "torch" and entry["version"] == manifest[:12]
+    assert entry["checkpoint"]["sha256"] == weights and entry["checkpoint"]["manifest_sha256"] == manifest
     signature = entry["signature"]
     assert signature["input"] and signature["output"] and signature["example"]["model"] == name
     assert signature["tensors"] and all(t["shape"][0] is None for t in signature["tensors"])
@@ -541,11 +540,52 @@ def test_cli_errors_are_one_line(checkpoints, tmp_path):
 # ---- ONNX --------------------------------------------------------------------------------------------
 
 
+def write_export_json(folder: Path, ckpt: Path, graphs: dict) -> None:
+    """export.json per tools/export.py's contract (schema 1), with the checkpoint's preprocessing.json (and
+    tokenizer.json) copied beside the graphs, as tools/export.py copies them."""
+    import shutil
+
+    loaded = checkpoint.load(ckpt)
+    spec = registry.get(loaded["model"])
+    copied = [name for name in ("preprocessing.json", "tokenizer.json") if name in loaded["files"]]
+    for name in copied:
+        shutil.copyfile(ckpt / name, folder / name)
+    files = {
+        p.name: {"sha256": checkpoint.sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(folder.iterdir())
+        if p.name != "export.json"
+    }
+    state = checkpoint.read_json(loaded, "preprocessing.json")
+    info = {
+        "schema": 1,
+        "format": "onnx",
+        "framework": "torch",
+        "model": spec.name,
+        "task": spec.task,
+        "config": loaded["config"],
+        "checkpoint": {
+            "path": str(ckpt),
+            "folder": str(ckpt),
+            "sha256": checkpoint.sha256_file(ckpt / "weights.safetensors"),
+            "manifest_sha256": checkpoint.sha256_file(ckpt / "manifest.json"),
+        },
+        "graphs": graphs,
+        "preprocessing": {
+            **{k: v for k, v in state.items() if k in ("kind", "mean", "std")},
+            "files": copied,
+        },
+        "files": files,
+        "verification": {"made_by": "tests/test_serve.py"},
+    }
+    (folder / "export.json").write_text(json.dumps(info, indent=2))
+
+
 def make_onnx_export(ckpt: Path, out: Path) -> Path:
-    """A schema-1 ONNX export folder per tools/export.py's contract, made here from the torch twin."""
+    """An ONNX export folder of a single-graph model made from the torch twin (tools/export.py is built on
+    another branch; this follows its folder contract)."""
     import torch
 
-    spec, config, model, loaded = checkpoint.load_model(ckpt, "torch")
+    spec, config, model, _ = checkpoint.load_model(ckpt, "torch")
     model.eval()
     impl = spec.impl("torch")
     batch = {k: v for k, v in spec.example_batch(config, 2).items() if k == "image"}
@@ -572,34 +612,15 @@ def make_onnx_export(ckpt: Path, out: Path) -> Path:
         dynamo=False,
         dynamic_axes={k: {0: "batch"} for k in names + outputs},
     )
-    (out / "preprocessing.json").write_text(json.dumps(tasks.load_state(spec, loaded)))
-    files = {
-        name: {"sha256": checkpoint.sha256_file(out / name), "size": (out / name).stat().st_size}
-        for name in ("model.onnx", "preprocessing.json")
-    }
 
     def signature(arrays: dict) -> list[dict]:
         return [{"name": k, "dtype": str(v.dtype), "shape": [None, *v.shape[1:]]} for k, v in arrays.items()]
 
-    info = {
-        "schema": 1,
-        "format": "onnx",
-        "framework": "torch",
-        "model": spec.name,
-        "task": spec.task,
-        "config": config_to_dict(config),
-        "checkpoint": {
-            "path": str(ckpt),
-            "sha256": hashlib.sha256((ckpt / "manifest.json").read_bytes()).hexdigest(),
-        },
-        "graphs": {
-            "model": {"file": "model.onnx", "inputs": signature(batch), "outputs": signature(reference)}
-        },
-        "preprocessing": "preprocessing.json",
-        "files": files,
-        "verification": {"made_by": "tests/test_serve.py"},
-    }
-    (out / "export.json").write_text(json.dumps(info, indent=2))
+    write_export_json(
+        out,
+        ckpt,
+        {"model": {"file": "model.onnx", "inputs": signature(batch), "outputs": signature(reference)}},
+    )
     return out
 
 
@@ -613,11 +634,9 @@ def test_onnx_export_serves_the_answers_of_the_torch_twin(cnn_export, servers):
     try:
         entry = onnx.client.get("/v1/models").json()["models"][0]
         torch_server = servers("vision/cnn")
-        assert (
-            entry["framework"] == "onnx"
-            and entry["checkpoint"]["sha256"]
-            == torch_server.client.get("/v1/models").json()["models"][0]["checkpoint"]["sha256"]
-        )
+        torch_entry = torch_server.client.get("/v1/models").json()["models"][0]
+        assert entry["framework"] == "onnx" and entry["version"] == torch_entry["version"]
+        assert entry["checkpoint"]["sha256"] == torch_entry["checkpoint"]["sha256"]
         inputs = variants(onnx, 6)
         want = [
             torch_server.predict({"inputs": [x], "options": {"top_k": 10}}).json()["outputs"][0]
@@ -654,37 +673,28 @@ def test_onnx_export_is_refused_when_a_file_changed(cnn_export, tmp_path):
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(UserError, match="does not match export.json"):
         backends.load(str(copy), "onnx", threads=1)
+    shutil.copyfile(cnn_export / "model.onnx", copy / "model.onnx")
+    backends.load(str(copy), "onnx", threads=1)  # restored: accepted
+    (copy / "notes.txt").write_text("not listed")
+    with pytest.raises(UserError, match="does not list"):
+        backends.load(str(copy), "onnx", threads=1)
     with pytest.raises(UserError, match="serve it with --fw onnx"):
         backends.load(str(cnn_export), "torch", threads=1)
 
 
 def test_onnx_sequence_model_answers_501(checkpoints, tmp_path):
     """Sequence models export an encoder and a decoder step; this server does not run them yet."""
-    spec, config, _, loaded = checkpoint.load_model(checkpoints["nlp/seq2seq"], "torch")
     folder = tmp_path / "seq2seq-onnx"
     folder.mkdir()
-    for name in ("encoder.onnx", "decoder_step.onnx"):
-        (folder / name).write_bytes(b"graph bytes are not read for sequence models")
-    files = {
-        n: {"sha256": checkpoint.sha256_file(folder / n), "size": (folder / n).stat().st_size}
-        for n in ("encoder.onnx", "decoder_step.onnx")
-    }
-    info = {
-        "schema": 1,
-        "format": "onnx",
-        "framework": "torch",
-        "model": spec.name,
-        "task": spec.task,
-        "config": config_to_dict(config),
-        "checkpoint": {"sha256": "0" * 64},
-        "graphs": {"encoder": {"file": "encoder.onnx"}, "decoder_step": {"file": "decoder_step.onnx"}},
-        "preprocessing": {k: v for k, v in tasks.load_state(spec, loaded).items()},
-        "files": files,
-    }
-    (folder / "export.json").write_text(json.dumps(info))
+    graphs = {}
+    for name in ("encoder", "decoder_step"):
+        (folder / f"{name}.onnx").write_bytes(b"graph bytes are not read for sequence models")
+        graphs[name] = {"file": f"{name}.onnx"}
+    write_export_json(folder, checkpoints["nlp/seq2seq"], graphs)
     server = serve(folder, "onnx")
     try:
-        assert server.client.get("/v1/models").json()["models"][0]["servable"] is False
+        entry = server.client.get("/v1/models").json()["models"][0]
+        assert entry["servable"] is False and entry["name"] == "nlp/seq2seq"
         assert_one_line_error(server.predict({"inputs": ["a"]}), 501, "encoder/decoder_step")
         assert server.healthy()
     finally:

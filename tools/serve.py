@@ -83,8 +83,9 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, server.handle_exit)
     where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    sha = str(service.backend.checkpoint.get("sha256", ""))[:12]
-    print(f"serving {service.name} ({args.fw}, checkpoint {sha or 'unknown'}) at {where}", flush=True)
+    print(
+        f"serving {service.name} ({args.fw}, version {service.version or 'unknown'}) at {where}", flush=True
+    )
     server.run(sockets=[sock])
     return 0
 

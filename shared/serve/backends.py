@@ -71,10 +71,12 @@ class TwinBackend:
         self.spec, self.config, self.model, ckpt = checkpoint.load_model(path, fw)
         self.state = tasks.load_state(self.spec, ckpt)
         self.source = str(ckpt["folder"])
-        self.checkpoint = {
-            "path": str(ckpt["folder"]),
-            "sha256": checkpoint.sha256_file(Path(ckpt["folder"]) / "manifest.json"),
-            "sha256_of": "manifest.json (it lists the sha256 of every file of the checkpoint)",
+        folder = Path(ckpt["folder"])
+        self.checkpoint = {  # the fields export.json's "checkpoint" has, so both kinds of server agree
+            "path": str(path),
+            "folder": str(folder),
+            "sha256": checkpoint.sha256_file(folder / "weights.safetensors"),
+            "manifest_sha256": checkpoint.sha256_file(folder / "manifest.json"),
             "framework": ckpt["meta"].get("framework"),
             "created": ckpt["meta"].get("created"),
         }
@@ -91,14 +93,15 @@ class TwinBackend:
 
 
 def read_export(folder: Path) -> dict:
-    """export.json of an export folder, with every file it lists checked against its sha256 and size."""
+    """export.json of an export folder, with every file checked: each one it lists present with its sha256
+    and size, and no file it does not list."""
     from shared.checkpoint import sha256_file
 
     if not (folder / EXPORT_FILE).is_file():
         hint = (
             "a checkpoint: serve it with --fw torch or --fw keras"
             if (folder / "manifest.json").is_file()
-            else ("not an export folder: make one with tools/export.py --format onnx")
+            else "not an export folder: make one with tools/export.py --format onnx"
         )
         raise UserError(f"{folder} has no {EXPORT_FILE}; it is {hint}")
     try:
@@ -114,7 +117,7 @@ def read_export(folder: Path) -> dict:
         )
     for name, entry in files.items():
         path = folder / name
-        if Path(name).name != name or not path.is_file():
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
             raise UserError(
                 f"export file {path} listed in {EXPORT_FILE} is missing: re-export the checkpoint"
             )
@@ -122,6 +125,12 @@ def read_export(folder: Path) -> dict:
             raise UserError(
                 f"export file {path} does not match {EXPORT_FILE} (altered or truncated): re-export"
             )
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {EXPORT_FILE}
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        raise UserError(
+            f"{folder} holds files {EXPORT_FILE} does not list ({', '.join(unlisted[:5])}): re-export"
+        )
     for graph, entry in graphs.items():
         if entry.get("file") not in files:
             raise UserError(
@@ -132,17 +141,17 @@ def read_export(folder: Path) -> dict:
     return info
 
 
-def export_state(folder: Path, info: dict):
-    """The preprocessing state of an export: export.json's "preprocessing" (the dict itself, or the name
-    of a JSON file beside it), with the tokenizers file of a sequence model read in."""
-    state = info.get("preprocessing") or {}
-    if isinstance(state, str):
-        state = json.loads((folder / state).read_text())
-    tokenizer = info.get("tokenizers")
-    if isinstance(tokenizer, str) and (folder / tokenizer).is_file() and "tokenizers" not in state:
-        sides = json.loads((folder / tokenizer).read_text())
-        state = {**state, "tokenizers": {side: json.dumps(sides[side]) for side in ("source", "target")}}
-    return state
+def export_state(spec, folder: Path, info: dict):
+    """The preprocessing state of an export: the checkpoint's preprocessing.json (and tokenizer.json) that
+    tools/export.py copies beside the graphs, read by the task as from a checkpoint."""
+    from shared import tasks
+
+    listed = sorted(info["files"])
+    if "preprocessing.json" not in listed:
+        raise UserError(
+            f"{folder} lacks preprocessing.json (the checkpoint's normalisation, labels, vocabularies): re-export"
+        )
+    return tasks.load_state(spec, {"folder": folder, "files": listed})
 
 
 class OnnxBackend:
@@ -160,7 +169,7 @@ class OnnxBackend:
         except ValueError as err:
             raise UserError(str(err)) from None
         self.config = config_from_dict(self.spec.config_cls, info.get("config", {}))
-        self.state = export_state(folder, info)
+        self.state = export_state(self.spec, folder, info)
         self.source = str(folder)
         self.info = info
         self.checkpoint = dict(info.get("checkpoint") or {})

@@ -52,7 +52,7 @@ class Metrics:
         self.model = Gauge(
             "zoo_model_info",
             "The model served",
-            ["name", "framework", "task", "sha256"],
+            ["name", "framework", "task", "version"],
             registry=self.registry,
         )
 

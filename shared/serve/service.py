@@ -56,8 +56,10 @@ class Service:
             self._process, settings.max_batch, settings.max_delay_ms / 1000.0, self._on_batch
         )
         self.tensors: list[dict] = []
-        sha = str(backend.checkpoint.get("sha256", ""))
-        self.metrics.model.labels(self.name, backend.framework, self.spec.task, sha).set(1)
+        self.version = str(
+            backend.checkpoint.get("manifest_sha256") or backend.checkpoint.get("sha256") or ""
+        )[:12]
+        self.metrics.model.labels(self.name, backend.framework, self.spec.task, self.version).set(1)
 
     # ---- lifecycle
 
@@ -88,7 +90,6 @@ class Service:
     def describe(self) -> dict:
         from shared.recipe import config_to_dict
 
-        sha = str(self.backend.checkpoint.get("sha256", ""))
         signature = {
             **self.adapter.schema(),
             "tensors": self.tensors,
@@ -96,7 +97,7 @@ class Service:
         }
         return {
             "name": self.name,
-            "version": sha[:12] or None,
+            "version": self.version or None,
             "task": self.spec.task,
             **self.backend.describe(),
             "signature": signature,
