@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
+from shared.errors import UserError
 from shared.serve.errors import RequestError, one_line
 from shared.serve.service import Service
 
@@ -35,6 +36,7 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 async def read_body(request, limit: int) -> bytes:
     """The request body, or RequestError(413) once it passes `limit` bytes (nothing past it is kept)."""
+    drain = max(limit, DRAIN_LIMIT)
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -42,7 +44,7 @@ async def read_body(request, limit: int) -> bytes:
         except ValueError:
             raise RequestError(400, f"Content-Length {declared!r} is not a number") from None
         if size > limit:
-            if size <= DRAIN_LIMIT:
+            if size <= drain:
                 async for _ in request.stream():
                     pass
             raise RequestError(
@@ -51,11 +53,11 @@ async def read_body(request, limit: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > DRAIN_LIMIT:
+        if size > drain:
             break
         if size <= limit:
             chunks.append(chunk)
-    if size > limit:  # read to the end (up to DRAIN_LIMIT) so that the client, still sending, sees the 413
+    if size > limit:  # read to the end (up to `drain`) so that the client, still sending, sees the 413
         raise RequestError(413, f"the request body is over {limit:,} bytes, the most this server takes")
     return b"".join(chunks)
 
@@ -132,8 +134,6 @@ def create_app(service: Service):
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket (port 0: any free port, read back with getsockname)."""
-    from shared.errors import UserError
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -20,7 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import checkpoint, tasks
 from shared.errors import UserError
+from shared.recipe import config_from_dict
+from shared.serve.errors import RequestError
+from zoo import registry
 
 EXPORT_FILE = "export.json"
 ONNX_DTYPES = {
@@ -62,8 +66,6 @@ class TwinBackend:
     """The torch or Keras twin of a checkpoint (folder, run folder or store URL)."""
 
     def __init__(self, path: str, fw: str, threads: int):
-        from shared import checkpoint, tasks
-
         if (Path(path) / EXPORT_FILE).is_file():
             raise UserError(f"{path} is an export folder (it holds {EXPORT_FILE}): serve it with --fw onnx")
         self.framework = fw
@@ -95,8 +97,6 @@ class TwinBackend:
 def read_export(folder: Path) -> dict:
     """export.json of an export folder, with every file checked: each one it lists present with its sha256
     and size, and no file it does not list."""
-    from shared.checkpoint import sha256_file
-
     if not (folder / EXPORT_FILE).is_file():
         hint = (
             "a checkpoint: serve it with --fw torch or --fw keras"
@@ -121,7 +121,7 @@ def read_export(folder: Path) -> dict:
             raise UserError(
                 f"export file {path} listed in {EXPORT_FILE} is missing: re-export the checkpoint"
             )
-        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+        if path.stat().st_size != entry["size"] or checkpoint.sha256_file(path) != entry["sha256"]:
             raise UserError(
                 f"export file {path} does not match {EXPORT_FILE} (altered or truncated): re-export"
             )
@@ -144,8 +144,6 @@ def read_export(folder: Path) -> dict:
 def export_state(spec, folder: Path, info: dict):
     """The preprocessing state of an export: the checkpoint's preprocessing.json (and tokenizer.json) that
     tools/export.py copies beside the graphs, read by the task as from a checkpoint."""
-    from shared import tasks
-
     listed = sorted(info["files"])
     if "preprocessing.json" not in listed:
         raise UserError(
@@ -158,9 +156,6 @@ class OnnxBackend:
     """An ONNX export folder, run by onnxruntime on the CPU."""
 
     def __init__(self, path: str, threads: int):
-        from shared.recipe import config_from_dict
-        from zoo import registry
-
         folder = Path(path)
         info = read_export(folder)
         self.framework = "onnx"
@@ -208,8 +203,6 @@ class OnnxBackend:
         return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
 
     def stepper(self):
-        from shared.serve.errors import RequestError
-
         raise RequestError(501, SEQUENCE_ONNX)
 
     def describe(self) -> dict:

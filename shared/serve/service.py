@@ -17,6 +17,10 @@ import json
 import logging
 from dataclasses import dataclass
 
+from starlette.concurrency import run_in_threadpool
+
+from shared.errors import UserError
+from shared.recipe import config_to_dict
 from shared.serve.batcher import Batcher
 from shared.serve.errors import RequestError
 from shared.serve.metrics import Metrics
@@ -35,8 +39,6 @@ class Settings:
     max_inputs: int = 256  # inputs per request
 
     def check(self) -> Settings:
-        from shared.errors import UserError
-
         if self.max_batch < 1 or self.max_delay_ms < 0 or self.max_body_bytes < 1 or self.max_inputs < 1:
             raise UserError(
                 f"--max-batch >= 1, --max-delay-ms >= 0, --max-body-bytes >= 1 and --max-inputs >= 1 are "
@@ -88,8 +90,6 @@ class Service:
     # ---- the model's description
 
     def describe(self) -> dict:
-        from shared.recipe import config_to_dict
-
         signature = {
             **self.adapter.schema(),
             "tensors": self.tensors,
@@ -154,8 +154,6 @@ class Service:
         ]
 
     async def predict(self, body: bytes) -> dict:
-        from starlette.concurrency import run_in_threadpool
-
         if self.backend.unservable:
             raise RequestError(501, self.backend.unservable)
         if len(body) > INLINE_PARSE_BYTES:  # images: decoded off the event loop

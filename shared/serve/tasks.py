@@ -31,8 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from shared.data.roads import fit_to_size, open_rgb
 from shared.errors import UserError
+from shared.metrics import softmax
 from shared.serve.errors import RequestError
+from shared.tasks import classification, multilabel, perception, translation
+from shared.tasks.rating import Catalogue
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # decoded size limit, whatever the encoded size (a small PNG can be huge)
 SEQUENCE_LENGTH_FACTOR = 16  # DNA inputs may be this many times the model's length (they are cropped)
@@ -207,30 +211,26 @@ class Classification(Adapter):
         return {"top_k": min(int_option(options, "top_k", 5), self.config.num_classes)}
 
     def parse(self, item: Any, where: str, options: dict) -> Parsed:
-        from shared.tasks import classification as task
-
         check_fields(item, where, ("image", "pixels"), (), IMAGE_SHAPE)
         if ("image" in item) == ("pixels" in item):
             raise invalid(f"{where} needs exactly one of image, pixels: {IMAGE_SHAPE}")
         try:
             if "image" in item:
-                array = task.load_image(image_bytes(item["image"], where), self.config, f"{where}.image")
+                array = classification.load_image(
+                    image_bytes(item["image"], where), self.config, f"{where}.image"
+                )
             else:
-                array = task.fit_image(pixel_image(item["pixels"], where, (1, 3)), self.config)
+                array = classification.fit_image(pixel_image(item["pixels"], where, (1, 3)), self.config)
         except UserError as err:
             raise invalid(str(err)) from None
-        return Parsed({"image": task.normalize(array[None], self.state)})
+        return Parsed({"image": classification.normalize(array[None], self.state)})
 
     def run(self, batch, key):
-        from shared.metrics import softmax
-
         return {"probabilities": softmax(self.backend.forward(batch)["logits"])}
 
     def answer(self, rows, context, options):
-        from shared.tasks import classification as task
-
-        names = task.class_names(self.config, self.state)
-        return {"top_k": task.top_classes(rows["probabilities"][0], names, options["top_k"])}
+        names = classification.class_names(self.config, self.state)
+        return {"top_k": classification.top_classes(rows["probabilities"][0], names, options["top_k"])}
 
     def example(self):
         return [
@@ -257,9 +257,6 @@ class Perception(Adapter):
         return {"mask": mask}
 
     def parse(self, item: Any, where: str, options: dict) -> Parsed:
-        from shared.data.roads import fit_to_size, open_rgb
-        from shared.tasks import perception as task
-
         check_fields(item, where, ("image", "pixels"), (), IMAGE_SHAPE)
         if ("image" in item) == ("pixels" in item):
             raise invalid(f"{where} needs exactly one of image, pixels: {IMAGE_SHAPE}")
@@ -271,18 +268,18 @@ class Perception(Adapter):
         except UserError as err:
             raise invalid(str(err)) from None
         array = np.asarray(fit_to_size(img, self.config.image_height, self.config.image_width), np.uint8)
-        return Parsed({"image": task.normalize(array[None], self.state)}, context={"size": img.size})
+        return Parsed({"image": perception.normalize(array[None], self.state)}, context={"size": img.size})
 
     def run(self, batch, key):
         outputs = self.backend.forward(batch)
         return {"mask": outputs["logits"].argmax(-1).astype(np.uint8), "steering": outputs["steering"]}
 
     def answer(self, rows, context, options):
-        from shared.tasks import perception as task
-
-        names = task.class_names(self.config.num_classes, self.state)
+        names = perception.class_names(self.config.num_classes, self.state)
         mask = rows["mask"][0]
-        result = task.frame_summary(mask, float(rows["steering"][0]), names, context["size"], self.config)
+        result = perception.frame_summary(
+            mask, float(rows["steering"][0]), names, context["size"], self.config
+        )
         if options["mask"]:
             result["mask"] = mask.tolist()
         return result
@@ -303,20 +300,16 @@ class Translation(Adapter):
     )
 
     def parse_options(self, options: dict) -> dict:
-        from shared.tasks import translation as task
-
         for name, value in options.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise invalid(f"option {name} must be a number; found {value!r}")
         try:
-            beam, nbest, max_len, alpha = task.predict_options(options, self.config)
+            beam, nbest, max_len, alpha = translation.predict_options(options, self.config)
         except UserError as err:
             raise invalid(str(err)) from None
         return {"beam": beam, "nbest": nbest, "max_len": max_len, "alpha": alpha}
 
     def parse(self, item: Any, where: str, options: dict) -> Parsed:
-        from shared.tasks import translation as task
-
         if isinstance(item, dict):
             item = check_fields(item, where, ("text",), ("text",), '{"text": "a sentence"}')["text"]
         if not isinstance(item, str):
@@ -330,20 +323,18 @@ class Translation(Adapter):
                 f"{self.config.max_src_len} tokens (about {limit:,} characters at most): shorten or split it"
             )
         try:
-            batch = task.encode_sources([item], self.config, self.state)
+            batch = translation.encode_sources([item], self.config, self.state)
         except UserError as err:
             raise invalid(f"{where}: {err}") from None
-        unknown = int((batch["src"][0] == task.UNK_ID).sum())
+        unknown = int((batch["src"][0] == translation.UNK_ID).sum())
         key = (options["beam"], options["max_len"], options["alpha"])
         return Parsed(batch, key, {"text": item, "unknown": unknown})
 
     def collate(self, parts):
-        from shared.tasks import translation as task
-
         width = max(p["src"].shape[1] for p in parts)
         src = np.concatenate(
             [
-                np.pad(p["src"], ((0, 0), (0, width - p["src"].shape[1])), constant_values=task.PAD_ID)
+                np.pad(p["src"], ((0, 0), (0, width - p["src"].shape[1])), constant_values=translation.PAD_ID)
                 for p in parts
             ]
         )
@@ -353,19 +344,15 @@ class Translation(Adapter):
         return {"src": src, "src_mask": mask}
 
     def run(self, batch, key):
-        from shared.tasks import translation as task
-
         beam, max_len, alpha = key
-        return task.translate(self.backend.stepper(), batch, beam, max_len, alpha)
+        return translation.translate(self.backend.stepper(), batch, beam, max_len, alpha)
 
     def answer(self, rows, context, options):
-        from shared.tasks import translation as task
-
-        _, target_tok = task.tokenizers(self.state)
-        hyps = [task.hypothesis_result(h, target_tok) for h in rows[0][: options["nbest"]]]
+        _, target_tok = translation.tokenizers(self.state)
+        hyps = [translation.hypothesis_result(h, target_tok) for h in rows[0][: options["nbest"]]]
         result = {
             **hyps[0],
-            "method": task.decoding_method(options["beam"], options["alpha"]),
+            "method": translation.decoding_method(options["beam"], options["alpha"]),
             "unknown_source_tokens": context["unknown"],
         }
         if options["nbest"] > 1:
@@ -373,13 +360,11 @@ class Translation(Adapter):
         return result
 
     def example(self):
-        from shared.tasks import translation as task
-
-        source_tok, _ = task.tokenizers(self.state)
+        source_tok, _ = translation.tokenizers(self.state)
         ids = list(
             range(4, min(source_tok.get_vocab_size(), 4 + max(1, min(4, self.config.max_src_len - 2))))
         )
-        return [task.decode_ids(source_tok, ids) or "a"]
+        return [translation.decode_ids(source_tok, ids) or "a"]
 
 
 class Multilabel(Adapter):
@@ -387,8 +372,6 @@ class Multilabel(Adapter):
     output_schema = '{"id", "probabilities": {label: probability}}'
 
     def parse(self, item: Any, where: str, options: dict) -> Parsed:
-        from shared.tasks import multilabel as task
-
         record = where
         if isinstance(item, dict):
             check_fields(item, where, ("id", "sequence"), ("sequence",), self.input_schema)
@@ -404,20 +387,16 @@ class Multilabel(Adapter):
                 f"takes at most {limit:,}: send the region of interest"
             )
         try:
-            x = task.encode([record], ["".join(item.split())], self.config)
+            x = multilabel.encode([record], ["".join(item.split())], self.config)
         except UserError as err:
             raise invalid(str(err)) from None
         return Parsed({"sequence": x}, context={"id": record})
 
     def run(self, batch, key):
-        from shared.tasks import multilabel as task
-
-        return {"probabilities": task.sigmoid(self.backend.forward(batch)["logits"])}
+        return {"probabilities": multilabel.sigmoid(self.backend.forward(batch)["logits"])}
 
     def answer(self, rows, context, options):
-        from shared.tasks import multilabel as task
-
-        return task.prediction_row(context["id"], rows["probabilities"][0], self.state["label_names"])
+        return multilabel.prediction_row(context["id"], rows["probabilities"][0], self.state["label_names"])
 
     def example(self):
         return [
@@ -444,8 +423,6 @@ class Recommendation(Adapter):
     )
 
     def __init__(self, backend, server_options: dict):
-        from shared.tasks.rating import Catalogue
-
         super().__init__(backend, server_options)
         self.catalogue = Catalogue(self.config, self.state, server_options)
         self.what = "predicted rating" if self.spec.task == "rating" else "p(interact)"
