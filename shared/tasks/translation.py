@@ -367,14 +367,10 @@ def after_training(spec, model, splits: dict, config, out: Path, state=None, cou
     return attention_pictures(spec, model, config, test.state, test.sources[:count], Path(out) / "attention")
 
 
-def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
-    """Print each sentence's translation with its log-probability.
-
-    Options (tools/predict.py --opt key=value): beam=K (beam search, K hypotheses; 1 = greedy),
-    nbest=N (print the N best beam hypotheses), max_len=T, length_penalty=alpha, heatmaps=FOLDER
-    (an attention PNG per sentence).
-    """
-    known = {"beam", "nbest", "max_len", "length_penalty", "heatmaps", "top_k"}
+def predict_options(options: dict, config, extra: tuple[str, ...] = ()) -> tuple[int, int, int, float]:
+    """(beam, nbest, max_len, length_penalty) from key=value options, checked; `extra` names other options
+    the caller handles itself (tools/predict.py: heatmaps, top_k)."""
+    known = {"beam", "nbest", "max_len", "length_penalty", *extra}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(
@@ -386,7 +382,7 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
         nbest = int(options.get("nbest", 1))
         max_len = int(options.get("max_len", config.max_tgt_len))
         alpha = float(options.get("length_penalty", config.length_penalty))
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise UserError(
             f"bad option value ({err}): beam, nbest and max_len take integers, length_penalty a number"
         ) from None
@@ -395,37 +391,67 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
             f"need beam >= 1, 1 <= nbest <= beam and max_len >= 1; found beam={beam}, nbest={nbest}, "
             f"max_len={max_len}"
         )
-    source_tok, target_tok = tokenizers(state)
-    batch = encode_sources(inputs, config, state)
-    step = stepper(spec, model)
+    return beam, nbest, max_len, alpha
+
+
+def translate(
+    step: decoding.Stepper, batch: dict, beam: int, max_len: int, alpha: float
+) -> list[list[decoding.Hypothesis]]:
+    """Hypotheses per source of an encode_sources batch, best first: greedy (one) when beam is 1."""
     if beam == 1:
-        results = [
+        return [
             [h]
             for h in decoding.greedy(
                 step, batch["src"], batch["src_mask"], bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len
             )
         ]
-    else:
-        results = decoding.beam_search(
-            step,
-            batch["src"],
-            batch["src_mask"],
-            bos_id=BOS_ID,
-            eos_id=EOS_ID,
-            max_len=max_len,
-            beam_size=beam,
-            alpha=alpha,
-        )
-    method = "greedy" if beam == 1 else f"beam {beam}, length penalty {alpha:g}"
+    return decoding.beam_search(
+        step,
+        batch["src"],
+        batch["src_mask"],
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        max_len=max_len,
+        beam_size=beam,
+        alpha=alpha,
+    )
+
+
+def decoding_method(beam: int, alpha: float) -> str:
+    return "greedy" if beam == 1 else f"beam {beam}, length penalty {alpha:g}"
+
+
+def hypothesis_result(hyp: decoding.Hypothesis, target_tok) -> dict:
+    """One hypothesis as tools/predict.py reports it: the text, its log-probability, whether EOS ended it."""
+    return {
+        "translation": decode_ids(target_tok, hyp.tokens),
+        "log_prob": float(hyp.score),
+        "finished": hyp.finished,
+    }
+
+
+def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
+    """Print each sentence's translation with its log-probability.
+
+    Options (tools/predict.py --opt key=value): beam=K (beam search, K hypotheses; 1 = greedy),
+    nbest=N (print the N best beam hypotheses), max_len=T, length_penalty=alpha, heatmaps=FOLDER
+    (an attention PNG per sentence).
+    """
+    beam, nbest, max_len, alpha = predict_options(options, config, extra=("heatmaps", "top_k"))
+    _, target_tok = tokenizers(state)
+    batch = encode_sources(inputs, config, state)
+    results = translate(stepper(spec, model), batch, beam, max_len, alpha)
+    method = decoding_method(beam, alpha)
     for i, (text, hyps) in enumerate(zip(inputs, results)):
         unknown_count = int((batch["src"][i] == UNK_ID).sum())
         note = f", {unknown_count} unknown source token(s)" if unknown_count else ""
         for rank, hyp in enumerate(hyps[:nbest]):
-            ended = "" if hyp.finished else f", stopped at max_len={max_len}"
+            result = hypothesis_result(hyp, target_tok)
+            ended = "" if result["finished"] else f", stopped at max_len={max_len}"
             label = f"{rank + 1}. " if nbest > 1 else ""
             print(
-                f"{text} -> {label}{decode_ids(target_tok, hyp.tokens)}    "
-                f"(log-prob {hyp.score:.4f}, {method}{ended}{note})"
+                f"{text} -> {label}{result['translation']}    "
+                f"(log-prob {result['log_prob']:.4f}, {method}{ended}{note})"
             )
     if options.get("heatmaps"):
         for path in attention_pictures(spec, model, config, state, inputs, Path(options["heatmaps"]), beam):
