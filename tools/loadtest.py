@@ -26,6 +26,7 @@ import _path  # noqa: F401
 
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
+from shared.serve import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,8 +126,6 @@ def main(argv=None) -> int:
             f"--concurrency takes comma-separated integers, e.g. 1,8,32; found {args.concurrency!r}"
         ) from None
     body = Path(args.body).read_bytes() if args.body else None
-
-    from shared.serve import loadgen
 
     def measure(base: str) -> dict:
         return loadgen.run(

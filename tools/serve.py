@@ -21,13 +21,14 @@ import _path  # noqa: F401
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
 from shared.recipe import parse_set_flags
+from shared.serve import backends
+from shared.serve.app import bind, make_server
+from shared.serve.service import Service, Settings
 
 FRAMEWORKS = ("torch", "keras", "onnx")
 
 
 def main(argv=None) -> int:
-    from shared.serve.service import Settings
-
     defaults = Settings()
     parser = Parser(prog="tools/serve.py", description=__doc__)
     parser.add_argument(
@@ -68,10 +69,6 @@ def main(argv=None) -> int:
             f"{args.port}, {args.graceful_seconds}"
         )
     settings = Settings(args.max_batch, args.max_delay_ms, args.max_body_bytes, args.max_inputs).check()
-
-    from shared.serve import backends
-    from shared.serve.app import bind, make_server
-    from shared.serve.service import Service
 
     service = Service(backends.load(args.source, args.fw, args.threads), settings, parse_set_flags(args.opt))
     service.warm_up()
