@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -291,8 +291,7 @@ def stepper(spec, model) -> decoding.Stepper:
     """The twin's encode / decode_step bound to `model`, for shared/decoding.py."""
     from zoo.spec import framework_of
 
-    impl = spec.impl(framework_of(model))
-    return decoding.Stepper(partial(impl.encode, model), partial(impl.decode_step, model))
+    return decoding.bind(model, framework_of(model), spec.impl(framework_of(model)))
 
 
 def decode(
