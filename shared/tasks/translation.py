@@ -19,15 +19,15 @@ Config attributes this task reads (fields or properties of the model's Config):
     pad_id                           must be 0, the tokenizers' [PAD]
     decoding                         "greedy" or "beam": how evaluate() decodes
     beam_size, length_penalty        beam width and GNMT alpha (0 ranks by the raw log-probability)
-The twin modules provide call, compute_loss, and encode / decode_step for shared/decoding.py. That
-decoding gives the same tokens in both twins is checked by shared/crosscheck_decoding.py.
+The twin modules provide call and compute_loss; their models' encode / decode_step methods (tensors in
+and out) are bound to numpy by shared/decoding.py's bind(). That decoding gives the same tokens in both
+twins is checked by shared/crosscheck_decoding.py.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -256,8 +256,7 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
 
 def stepper(spec, model) -> decoding.Stepper:
     """The twin's encode / decode_step bound to `model`, for shared/decoding.py."""
-    impl = spec.impl(framework_of(model))
-    return decoding.Stepper(partial(impl.encode, model), partial(impl.decode_step, model))
+    return decoding.bind(model, framework_of(model), spec.impl(framework_of(model)))
 
 
 def decode(
