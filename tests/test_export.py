@@ -11,6 +11,7 @@ preprocessing state prepared from the smoke data, saved as tools/train.py saves 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -107,7 +108,9 @@ def plain_outputs(fmt: str, folder, doc: dict, graph: str, feeds: dict) -> dict:
     if fmt == "tflite":
         import tensorflow as tf
 
-        runner = tf.lite.Interpreter(model_path=path).get_signature_runner(entry["signature"])
+        with warnings.catch_warnings():  # TensorFlow 2.20+ points at the separate LiteRT package
+            warnings.simplefilter("ignore")
+            runner = tf.lite.Interpreter(model_path=path).get_signature_runner(entry["signature"])
         found = runner(**{k: feeds[k] for k in names})
         return {k: found[k] for k in outputs}
     raise AssertionError(fmt)

@@ -35,6 +35,9 @@ def check_request(fmt: str, fw: str | None, out: str | Path, overwrite: bool = F
             f"either twin): leave --fw out, or pick a {fw} format ({', '.join(other)})"
         )
     out = Path(out)
+    blocked = [p for p in out.parents if p.exists() and not p.is_dir()]
+    if blocked:
+        raise UserError(f"--out {out} is inside {blocked[-1]}, which is a file; name a folder for the export")
     if out.is_file() or out.is_symlink():
         raise UserError(f"--out {out} is a file; name a folder for the export (it is created)")
     if out.is_dir() and any(out.iterdir()):

@@ -222,7 +222,8 @@ def preprocessing(spec, config, graph: Graph | None, state: dict | None) -> dict
         from shared.tasks import translation
 
         steps = (
-            "tokenise the source with tokenizer.json's 'source' tokenizer (a Hugging Face tokenizers JSON: "
+            "strip the source and collapse its white space to single spaces, tokenise it with tokenizer.json's "
+            "'source' tokenizer (a Hugging Face tokenizers JSON: "
             "NFKC, BPE), append eos_id, right-pad with pad_id to the longest source; src_mask is True on the "
             "real tokens (EOS included). Decode greedily with the decoder_step graph (`decoding`), then turn "
             "the ids into text with the 'target' tokenizer, special tokens skipped"
