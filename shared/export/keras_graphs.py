@@ -8,6 +8,7 @@ uses: `encode`, and `decoder` (a recurrent decoder) or `decode` (a decoder that 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -34,14 +35,20 @@ def translation_bodies(model) -> dict[str, Callable[[dict], dict]]:
 
         def decoder_step(batch):
             prefix = batch["prefix"]  # (N, t)
-            logits, maps = model.decode(
-                prefix,
-                batch["memory"],
-                ops.ones_like(prefix, dtype="bool"),
-                batch["src_mask"],
-                need_weights=True,
-                training=False,
-            )  # (N, t, V)
+            with (
+                warnings.catch_warnings()
+            ):  # Keras warns of a softmax over one key: the first step has only BOS
+                warnings.filterwarnings(
+                    "ignore", message="You are using a softmax over axis", category=UserWarning
+                )
+                logits, maps = model.decode(
+                    prefix,
+                    batch["memory"],
+                    ops.ones_like(prefix, dtype="bool"),
+                    batch["src_mask"],
+                    need_weights=True,
+                    training=False,
+                )  # (N, t, V)
             return {"logits": logits[:, -1], "attention": ops.mean(maps[-1][1][:, :, -1], axis=1)}
 
         return {"encoder": encoder, "decoder_step": decoder_step}
