@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from shared import checkpoint
+from shared import checkpoint, models
 from shared.data import load as load_data
 from shared.errors import UserError
 from shared.export import FORMATS, manifest
@@ -149,7 +149,7 @@ def test_export_reloads_verifies_and_describes_itself(name, fmt, checkpoints, tm
     assert figures["tolerance"] == 1e-5 and figures["batch_sizes"] == [4, 1] and figures["batch_size"] == 4
     assert 0.0 <= figures["max_rel_error"] <= 1e-5 and figures["max_abs_error"] >= figures["max_rel_error"]
 
-    spec, config, twin, _ = checkpoint.load_model(checkpoints[name], fw)
+    spec, config, twin, _ = models.load_model(checkpoints[name], fw)
     if spec.task == "translation":
         assert set(doc["graphs"]) == {"encoder", "decoder_step"}
         assert figures["decoded_identical"] is True and figures["decoded_tokens"] > 0

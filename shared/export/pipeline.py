@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared.checkpoint import git_commit
 from shared.errors import UserError
 from shared.export import FORMATS, TOLERANCE, manifest
 from shared.export.verify import VerificationError  # noqa: F401  (re-exported for the CLI)
@@ -62,7 +63,7 @@ def export(
 ) -> dict:
     """Export checkpoint `source` (folder, run folder or store URL) as `fmt` into `out`; returns export.json.
     Raises VerificationError when the reloaded artefact does not reproduce the twin (nothing is written)."""
-    from shared import checkpoint, tasks
+    from shared import hub, models, tasks
     from shared.export import plan as plans
     from shared.export import tflite
     from shared.recipe import config_to_dict
@@ -71,10 +72,10 @@ def export(
     fw, out = check_request(fmt, fw, out, overwrite)
     if not tolerance >= 0:
         raise UserError(f"--tolerance must be >= 0; found {tolerance}")
-    ckpt = checkpoint.load(source)
+    ckpt = hub.load(source)
     if fmt == "tflite":
         tflite.check(registry.get(ckpt["model"]))
-    spec, config, model, ckpt = checkpoint.load_model(ckpt["folder"], fw)
+    spec, config, model, ckpt = models.load_model(ckpt["folder"], fw)
     try:
         state = tasks.load_state(spec, ckpt)
     except UserError:
@@ -113,7 +114,7 @@ def export(
             extra={
                 **extra,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "zoo_commit": checkpoint.git_commit(),
+                "zoo_commit": git_commit(),
             },
             verification=figures,
             folder=tmp,
