@@ -17,6 +17,7 @@ def batch_norm(config: Config, name: str, zero_gamma: bool = False) -> layers.Ba
     return BatchNorm(config.bn_epsilon, config.bn_momentum, gamma_initializer=gamma, name=name)
 
 
+# in_planes is unused (Keras reads the input's channels when it builds); kept so that calls read as torch's.
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, name: str | None = None) -> Conv2D:
     return Conv2D(out_planes, 3, stride, 1, use_bias=False, kernel_initializer=he_normal_fan_out(), name=name)
 
