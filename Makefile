@@ -53,8 +53,8 @@ browser:
 	if ! command -v apt-get >/dev/null; then \
 		echo "apt-get not found: install chromium and chromium-driver; the browser test skips without them"; exit 0; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get install -y --no-install-recommends chromium chromium-driver || \
-		{ apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }
+	apt-get install -y chromium chromium-driver || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }
 
 # The site's tests, the browser test included (it builds a site from a smoke run of every model).
 test-site: setup browser

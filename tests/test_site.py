@@ -234,6 +234,10 @@ def test_the_site_is_offline_html_with_every_model_picture_and_store_version(tmp
         "![cross-attention](figures/map.png)\n![](figures/map.png)\n![gone](figures/missing.png)\n\n"
         "| a | b |\n| --- | --- |\n| 1 | 2 |\n"
     )
+    (checkout / "docs").mkdir()
+    (checkout / "docs" / "PERFORMANCE.md").write_text(
+        "# Performance\n\n| model | ex/s |\n| --- | --- |\n| cnn | 12 |\n\nSee [the CNN](../zoo/vision/cnn/README.md).\n"
+    )
     store = tmp_path / "store"
     hub.push(cnn, str(store))
 
@@ -277,7 +281,9 @@ def test_the_site_is_offline_html_with_every_model_picture_and_store_version(tmp
     assert entry["manifest_sha256"] in store_page
     assert checkpoint.sha256_file(cnn / "checkpoint" / "weights.safetensors") in store_page
     assert f"python tools/hub.py pull {store}/vision-cnn@v1 checkpoints/vision-cnn-v1" in store_page
-    assert "Throughput not measured" in (out / "performance.html").read_text()
+    performance = (out / "performance.html").read_text()
+    assert "Throughput not measured" in performance and "tools/bench.py all --json" in performance
+    assert "<td>cnn</td>" in performance and 'href="models/vision-cnn.html"' in performance
     assert built["pictures"] == 4  # two curves, one attention map, one parity overlay
 
     rebuilt = build_site(out, runs=runs, root=checkout)  # a site it wrote is replaced
@@ -319,7 +325,7 @@ def chromium():
                 "/usr/bin/chromedriver) and apt-get is not available to install them"
             )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = [apt, "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+        install = [apt, "install", "-y", "chromium", "chromium-driver"]
         proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:  # a fresh container has no package lists yet
             subprocess.run([apt, "update"], env=env, capture_output=True, text=True, timeout=600)
