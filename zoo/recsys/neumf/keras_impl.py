@@ -28,10 +28,8 @@ class NeuMF(keras.Model):
         self.gmf_item = layers.Embedding(config.num_items, config.mf_dim, name="gmf_item")
         self.mlp_user = layers.Embedding(config.num_users, half, name="mlp_user")
         self.mlp_item = layers.Embedding(config.num_items, half, name="mlp_item")
-        self.mlp = [
-            Linear(a, b, name=f"mlp_{i}")
-            for i, (a, b) in enumerate(zip(config.mlp_layers[:-1], config.mlp_layers[1:]))
-        ]
+        widths = config.mlp_layers
+        self.mlp = [Linear(a, b, name=f"mlp_{i}") for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
         self.prediction = Linear(config.mf_dim + config.mlp_layers[-1], 1, name="prediction")
         self(ops.zeros((1,), "int64"), ops.zeros((1,), "int64"))  # creates the variables now
         self.reset_parameters(config)

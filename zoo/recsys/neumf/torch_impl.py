@@ -27,9 +27,8 @@ class NeuMF(nn.Module):
         self.gmf_item = nn.Embedding(config.num_items, config.mf_dim, sparse=sparse)
         self.mlp_user = nn.Embedding(config.num_users, half, sparse=sparse)
         self.mlp_item = nn.Embedding(config.num_items, half, sparse=sparse)
-        self.mlp = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(config.mlp_layers[:-1], config.mlp_layers[1:])
-        )
+        widths = config.mlp_layers
+        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))  # ReLU after each
         self.prediction = nn.Linear(config.mf_dim + config.mlp_layers[-1], 1)
         self.reset_parameters(config)
 
