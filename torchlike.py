@@ -95,3 +95,24 @@ class Dropout(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+class SharedDropout(layers.Layer):
+    """Dropout drawing its masks from a keras.random.SeedGenerator it is handed (the model owns it), so
+    several layers draw from one RNG stream, in call order. Identity when not training or when rate is 0."""
+
+    def __init__(
+        self, rate: float, seed_generator: keras.random.SeedGenerator, name: str | None = None, **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.rate = float(rate)
+        self.supports_masking = True
+        self.seed_generator = seed_generator
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return keras.random.dropout(inputs, self.rate, seed=self.seed_generator)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from torchlike import Dropout, Linear, uniform
+from torchlike import Linear, SharedDropout, uniform
 
 from .config import Config
 
@@ -28,14 +28,15 @@ def reverse_complement(sequence):
 class DanQ(keras.Model):
     def __init__(self, config: Config):
         super().__init__(name="danq")
+        dropout_seed = keras.random.SeedGenerator(config.seed, name="dropout_seed")  # one stream, both dropouts
         self.config = config
         self.conv = layers.Conv1D(config.conv_filters, config.conv_kernel, name="conv")  # scanners, 'valid'
         self.pool = layers.MaxPooling1D(config.pool_size, strides=config.pool_size, name="pool")  # floor
-        self.conv_dropout = Dropout(config.conv_dropout, seed=config.seed, name="conv_dropout")
+        self.conv_dropout = SharedDropout(config.conv_dropout, dropout_seed, name="conv_dropout")
         self.bilstm = layers.Bidirectional(
             layers.LSTM(config.lstm_units, return_sequences=True, name="lstm"), name="bilstm"
         )
-        self.lstm_dropout = Dropout(config.lstm_dropout, seed=config.seed + 1, name="lstm_dropout")
+        self.lstm_dropout = SharedDropout(config.lstm_dropout, dropout_seed, name="lstm_dropout")
         self.dense = Linear(config.pooled_length * 2 * config.lstm_units, config.dense_units, name="dense")
         self.classifier = Linear(config.dense_units, config.num_labels, name="classifier")
         self(ops.zeros((1, config.sequence_length, 4)))  # creates the variables now
