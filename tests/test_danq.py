@@ -155,15 +155,6 @@ def test_paper_sizes(spec, frameworks):
     assert model.dense.in_features == 75 * 640 and model.classifier.out_features == 919
 
 
-def test_config_errors_are_for_people(spec):
-    with pytest.raises(UserError, match="length_policy must be one of error, center, start; found 'pad'"):
-        spec.config(length_policy="pad")
-    with pytest.raises(
-        UserError, match="too short for conv_kernel 13 and pool_size 13: it needs at least 25"
-    ):
-        spec.config(sequence_length=24)
-
-
 # ------------------------------------------------------------------------------------------------ predict
 
 

@@ -24,4 +24,8 @@ SPEC = ModelSpec(
         "warmup_steps": 0,
     },
     smoke_data={"num_train": 256, "num_validation": 96, "num_test": 96, "sequence_length": 60},
+    bad_configs=(
+        ({"length_policy": "pad"}, "length_policy must be one of error, center, start; found 'pad'"),
+        ({"sequence_length": 24}, "too short for conv_kernel 13 and pool_size 13: it needs at least 25"),
+    ),
 )

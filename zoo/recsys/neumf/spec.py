@@ -14,4 +14,8 @@ SPEC = ModelSpec(
     extra_checks=extra_checks,
     smoke_config={"epochs": 1, "batch_size": 256, "mlp_layers": (16, 8), "mf_dim": 4},
     smoke_data={"num_users": 60, "num_items": 200, "mean_interactions": 10},
+    bad_configs=(
+        ({"mlp_layers": (63, 32)}, "the first even"),
+        ({"sparse_embeddings": True}, "sparse_embeddings=true needs plain SGD"),
+    ),
 )
