@@ -3,7 +3,7 @@
 The model itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imports this file.
 """
 
-from shared.tasks.translation import decoding_checks
+from shared.crosscheck_decoding import decoding_checks
 from zoo.spec import ModelSpec
 
 from .config import Config
