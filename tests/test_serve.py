@@ -650,10 +650,26 @@ def test_onnx_translation_export_without_its_decoding_section_is_refused(onnx_ex
 # ---- load --------------------------------------------------------------------------------------------
 
 
-def test_load_generator_reports_percentiles(checkpoints):
+def test_load_generator_reports_percentiles(checkpoints, tmp_path):
+    from tests.conftest import run_tool
+
     server = serve(checkpoints["recsys/mf"], max_body_bytes=4096)
     try:
         report = loadgen.run(server.url, [1, 4], requests=60, seconds=30, warmup=5, bad_fraction=0.1)
+        results = tmp_path / "results"
+        results.mkdir()
+        cli = run_tool(
+            "tools/loadtest.py",
+            server.url,
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "20",
+            "--warmup",
+            "2",
+            "--json",
+            str(results / "mf.json"),
+        )
     finally:
         server.close()
     for level in report["levels"]:
@@ -662,6 +678,45 @@ def test_load_generator_reports_percentiles(checkpoints):
         latency = level["latency_ms"]
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert report["model"]["name"] == "recsys/mf"
+
+    # the CLI's JSON says when, where and under what load it measured, and what it served
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    saved = json.loads((results / "mf.json").read_text())
+    assert saved["kind"] == "loadtest" and saved["command"].startswith("python tools/loadtest.py http://")
+    assert saved["machine"]["cores"] and len(saved["load_average"]["end"]) == 3
+    assert saved["provenance"]["framework"] == "torch" and saved["provenance"]["epochs"] == 1
+    assert [x["requests"] for x in saved["levels"]] == [20, 20]
+    check_docs_written_from(results, tmp_path / "root", saved)
+
+
+def check_docs_written_from(results: Path, root: Path, saved: dict) -> None:
+    """tools/loadtest.py --write-docs: PERFORMANCE.md's block and the model card's Deployment section last,
+    the figures of the JSON in both, the same files when run again."""
+    import shutil
+
+    from shared.serve import performance
+
+    card = root / "zoo" / "recsys" / "mf" / "README.md"
+    card.parent.mkdir(parents=True)
+    (root / "docs").mkdir()
+    shutil.copyfile(ROOT / "zoo" / "recsys" / "mf" / "README.md", card)
+    start, end = performance.DEPLOYMENT_START, performance.DEPLOYMENT_END
+    original = card.read_text().split(start)[0].rstrip("\n")  # without the repository's own section
+    card.write_text(original + f"\n\n{start}\nold figures\n{end}\n\nA later section.\n")
+    written = performance.write_docs(results, root)
+    assert written == [root / "docs" / "PERFORMANCE.md", card]
+    text = card.read_text()
+    assert text.rstrip().endswith(end) and text.count(start) == 1 and "old figures" not in text
+    assert "A later section." in text and text.index("A later section.") < text.index(start)
+    p99 = saved["levels"][1]["latency_ms"]["p99"]
+    row = next(line for line in text.splitlines() if line.startswith("| recsys/mf (smoke) | torch |"))
+    assert performance._ms(p99) in row
+    doc = (root / "docs" / "PERFORMANCE.md").read_text()
+    assert performance.PERFORMANCE_START in doc and saved["command"] in doc and row in doc
+    assert "p99 <= 50 ms at concurrency 8: not measured" in doc  # no ONNX perception run among these
+    before = {p: p.read_text() for p in written}
+    performance.write_docs(results, root)
+    assert {p: p.read_text() for p in written} == before
 
 
 @pytest.mark.slow

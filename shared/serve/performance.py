@@ -79,16 +79,19 @@ def finish(result: dict) -> dict:
 
 
 def provenance(entry: dict) -> dict:
-    """Where a served model's weights came from (framework, data, epochs), read from the checkpoint's
-    meta.json beside the server or from an export's export.json; {} when neither is at hand."""
-    meta = {}
+    """Where a served model's weights came from (framework, data, epochs; for an export also the checkpoint
+    it was made from), read from the checkpoint's meta.json beside the server or from an export's
+    export.json; {} when neither is at hand."""
+    meta, found = {}, {}
     folder = (entry.get("checkpoint") or {}).get("folder")
     export = (entry.get("export") or {}).get("path")
     if export and (Path(export) / "export.json").is_file():
-        meta = json.loads((Path(export) / "export.json").read_text()).get("checkpoint", {}).get("meta", {})
+        info = json.loads((Path(export) / "export.json").read_text())
+        meta = info.get("checkpoint", {}).get("meta", {})
+        found = {"checkpoint": info.get("checkpoint", {}).get("path"), "export_format": info.get("format")}
     elif folder and (Path(folder) / "meta.json").is_file():
         meta = json.loads((Path(folder) / "meta.json").read_text())
-    return {k: meta[k] for k in ("framework", "data", "data_kwargs", "epochs") if k in meta}
+    return {**{k: meta[k] for k in ("framework", "data", "data_kwargs", "epochs") if k in meta}, **found}
 
 
 def config_label(name: str, config: dict) -> str:
@@ -304,6 +307,14 @@ def performance_block(bench: dict | None, loads: list[dict], folder: str = "DIR"
             "",
             *sorted({f"- {r['model']['name']} ({r['config_label']}): {_weights(r)}" for r in loads}),
             "",
+            "Made with (commands rebuilt from each checkpoint's `meta.json` and served Config):",
+            "",
+            "```bash",
+            *dict.fromkeys(c for r in loads for c in made_by(r)),
+            "```",
+            "",
+            "Measured with:",
+            "",
             *_commands(loads),
         ]
     lines += ["", "### Targets", "", _target_line(perception_target(loads))]
@@ -328,6 +339,46 @@ def _weights(result: dict) -> str:
     return f"{trained} in {found.get('framework', '?')} on {data}"
 
 
+def _set_value(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+
+
+def made_by(result: dict) -> list[str]:
+    """The tools/train.py (and tools/export.py) commands that make a load test's checkpoint (export) again:
+    the served Config's fields that differ from the defaults as --set flags, the data and epochs from the
+    checkpoint's meta.json. [] when the origin is not recorded or not a tools/train.py run."""
+    found, server = result.get("provenance") or {}, result.get("server") or {}
+    if not found.get("framework") or "data" not in found or found.get("data_kwargs") or not server:
+        return []
+    spec = get_spec(result["model"]["name"])
+    defaults = config_to_dict(spec.config())
+    folder = found.get("checkpoint") or server["source"]
+    args = ["python", "tools/train.py", "zoo/" + spec.name, "--fw", found["framework"]]
+    if found.get("epochs") is not None:
+        args += ["--epochs", str(found["epochs"])]
+    if found["data"] != spec.dataset:
+        args += ["--data", found["data"]]
+    for key, value in result["model"]["config"].items():
+        if key != "epochs" and key in defaults and _plain(value) != _plain(defaults[key]):
+            args += ["--set", f"{key}={_set_value(value)}"]
+    commands = [shlex.join([*args, "--out", folder])]
+    if found.get("export_format"):
+        commands.append(
+            shlex.join(
+                [
+                    "python",
+                    "tools/export.py",
+                    folder,
+                    "--format",
+                    found["export_format"],
+                    "--out",
+                    server["source"],
+                ]
+            )
+        )
+    return commands
+
+
 def deployment_block(name: str, bench: dict | None, loads: list[dict]) -> str:
     spec = get_spec(name)
     run = f"runs/{name.replace('/', '-')}-torch"
@@ -341,8 +392,9 @@ def deployment_block(name: str, bench: dict | None, loads: list[dict]) -> str:
         "([docs/SERVING.md](../../../docs/SERVING.md)):",
         "",
         "```bash",
+        f"python tools/train.py zoo/{name} --fw torch                   # writes {run}",
         *(f"python tools/export.py {run} --format {fmt} --out {exports}-{fmt}" for fmt in formats),
-        f"python tools/serve.py {run} --fw torch --port 8000           # or --fw keras",
+        f"python tools/serve.py {run} --fw torch --port 8000             # or --fw keras",
         f"python tools/serve.py {exports}-onnx --fw onnx --port 8000",
         f"curl -s localhost:8000/v1/predict -d {REQUESTS[spec.task]}",
         f"python tools/loadtest.py {exports}-onnx --fw onnx --concurrency 1,8,32",
