@@ -149,6 +149,7 @@ def read_results(folder: str | Path) -> tuple[dict | None, list[dict]]:
             r["config_label"],
             r["model"]["framework"],
             r["limits"]["max_batch"],
+            r["date"],
         )
     )
     return bench, loads
@@ -158,20 +159,21 @@ def level(result: dict, concurrency: int) -> dict | None:
     return next((x for x in result["levels"] if x["concurrency"] == concurrency), None)
 
 
-def perception_target(loads: list[dict]) -> dict | None:
-    """The driving/perception ONNX default-config load test's p99 at concurrency 8 against 50 ms."""
+def perception_target(loads: list[dict]) -> list[dict]:
+    """Every driving/perception ONNX default-config load test: its p99 at concurrency 8 against 50 ms."""
+    found = []
     for result in loads:
-        model = result["model"]
+        model, measured = result["model"], level(result, TARGET_CONCURRENCY)
         if (
             model["name"] == PERCEPTION_TARGET["model"]
             and model["framework"] == PERCEPTION_TARGET["framework"]
             and result["config_label"] == PERCEPTION_TARGET["config"]
+            and measured
+            and measured["latency_ms"]["p99"] is not None
         ):
-            found = level(result, TARGET_CONCURRENCY)
-            if found and found["latency_ms"]["p99"] is not None:
-                p99 = found["latency_ms"]["p99"]
-                return {"p99_ms": p99, "met": p99 <= PERCEPTION_TARGET["p99_ms"], "result": result}
-    return None
+            p99 = measured["latency_ms"]["p99"]
+            found.append({"p99_ms": p99, "met": p99 <= PERCEPTION_TARGET["p99_ms"], "result": result})
+    return found
 
 
 # ---- Markdown ----------------------------------------------------------------------------------------
@@ -250,20 +252,21 @@ def _dates(results: list[dict]) -> str:
     return dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
 
 
-def _target_line(found: dict | None) -> str:
-    if found is None:
-        return (
-            f"- {PERCEPTION_TARGET['model']} from ONNX at its default config, p99 <= "
-            f"{PERCEPTION_TARGET['p99_ms']:g} ms at concurrency {TARGET_CONCURRENCY}: not measured in these results."
-        )
-    result = found["result"]
-    verdict = "met" if found["met"] else "not met"
-    return (
-        f"- {PERCEPTION_TARGET['model']} from ONNX at its default config (max batch {result['limits']['max_batch']}, "
-        f"{result['server']['threads']} server thread): p99 {found['p99_ms']:.1f} ms at concurrency "
-        f"{TARGET_CONCURRENCY} against the target of {PERCEPTION_TARGET['p99_ms']:g} ms: **{verdict}** "
-        f"(load average {_load(result)})."
+def _target_line(found: list[dict]) -> str:
+    goal = (
+        f"{PERCEPTION_TARGET['model']} from ONNX at its default config, p99 <= {PERCEPTION_TARGET['p99_ms']:g} ms "
+        f"at concurrency {TARGET_CONCURRENCY}"
     )
+    if not found:
+        return f"- {goal}: not measured in these results."
+    met = sum(f["met"] for f in found)
+    verdict = "met" if met == len(found) else "not met" if not met else f"met in {met} of {len(found)} runs"
+    runs = "; ".join(
+        f"p99 {f['p99_ms']:.1f} ms (max batch {f['result']['limits']['max_batch']}, load average "
+        f"{_load(f['result'])})"
+        for f in found
+    )
+    return f"- {goal}: **{verdict}**. {runs}."
 
 
 def performance_block(bench: dict | None, loads: list[dict], folder: str = "DIR") -> str:
