@@ -95,6 +95,8 @@ def load_image(path: str, config) -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise UserError(f"image {path} does not exist") from None
+    except Image.DecompressionBombError as err:
+        raise UserError(f"cannot read image {path}: {err} (a decompression bomb?); resize it first") from None
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"cannot read image {path}: {err}") from None
     return array[..., None] if array.ndim == 2 else array
