@@ -103,7 +103,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks; the median is kept (default 5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads per framework (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="CPU threads per framework (default 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     for name in ("steps", "repeats", "threads"):

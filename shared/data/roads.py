@@ -290,7 +290,9 @@ def open_rgb(path: str | Path, what: str = "image"):
         img = Image.open(path)
         img.load()  # decode now, so a truncated file fails here
     except Image.DecompressionBombError as err:
-        raise UserError(f"cannot read {what} {path}: {err} (a decompression bomb?); resize it first") from None
+        raise UserError(
+            f"cannot read {what} {path}: {err} (a decompression bomb?); resize it first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(
             f"cannot read {what} {path}: {str(err) or type(err).__name__} (a corrupt or non-image file)"
