@@ -19,6 +19,8 @@ import sys
 import tempfile
 from typing import Any
 
+from shared.errors import UserError
+
 FRAMEWORKS = ("torch", "keras")
 
 
@@ -53,14 +55,15 @@ def load_both():
 # TF_CPP_MIN_LOG_LEVEL no longer reaches these, so they are filtered at the descriptor.
 NATIVE_LOG = re.compile(
     r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] .*)\s*"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] .*)\s*"
 )
 
 
 @contextlib.contextmanager
 def native_logs_quiet():
     """Drop the native log lines written to stderr while the block runs; everything else written there
-    (Python warnings, a crash's own output) is passed on. If the block raises, nothing is dropped."""
+    (Python warnings, a crash's own output) is passed on. If the block fails with anything but a
+    UserError (a bug, a broken install), nothing is dropped: the native lines may explain it."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -72,6 +75,8 @@ def native_logs_quiet():
         failed = False
         try:
             yield
+        except UserError:
+            raise
         except BaseException:
             failed = True
             raise
@@ -88,28 +93,34 @@ def native_logs_quiet():
 
 
 class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, finder):
+        self.loader, self.finder = loader, finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self.finder)  # once is enough: the native libraries load with the package
         with native_logs_quiet():
             self.loader.exec_module(module)
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` like the other finders, but runs its import inside native_logs_quiet()."""
+    """Finds `tensorflow` through the other finders, and has its import run inside native_logs_quiet()."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != "tensorflow":
             return None
-        sys.meta_path.remove(self)  # once is enough: the native libraries load with the package
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
-        return spec
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
 
 
 def quiet_native_imports() -> None:

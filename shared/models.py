@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from shared import checkpoint, hub
@@ -60,8 +61,9 @@ def check_weights_fit(folder: str | Path) -> None:
         raise UserError(f"{folder}/config.json must hold 'model' and 'config'; re-save the checkpoint")
     ckpt = {"folder": folder, "model": described["model"], "config": described["config"]}
     spec, config = checkpoint_config(ckpt)
-    found = {
-        k: shape for k, (_, shape) in checkpoint.check_safetensors(folder / "weights.safetensors").items()
+    found = {  # shapes only: nothing is read but the header
+        k: SimpleNamespace(shape=shape)
+        for k, (_, shape) in checkpoint.check_safetensors(folder / "weights.safetensors").items()
     }
     try:
         import torch
@@ -88,7 +90,16 @@ def check_weights_fit(folder: str | Path) -> None:
 
 
 def misfit(folder, err: ValueError) -> UserError:
-    detail = str(err).removeprefix("weights do not fit the model: ")
+    """weightmap.check_names_and_shapes' message, each kind of problem cut to its first three tensors."""
+    groups = []
+    for group in str(err).removeprefix("weights do not fit the model: ").split(" | "):
+        kind, _, items = group.partition(" ")
+        names = items.split("; " if kind == "mis-shaped" else ", ")
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        groups.append(
+            f"{kind} {len(names)}: {('; ' if kind == 'mis-shaped' else ', ').join(names[:3])}{more}"
+        )
+    detail = " | ".join(groups)
     return UserError(
         f"the weights in {folder} do not fit the model its config.json describes ({detail}); "
         "config.json was edited or the files come from different runs: re-save the checkpoint from its run"
