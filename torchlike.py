@@ -10,6 +10,7 @@ lift out of the zoo). Each piece writes out a framework difference once:
 - BatchNormalization in torch's convention (momentum is the weight of the batch statistic in torch, of
   the running value in Keras; epsilon 1e-5 instead of 1e-3).
 - Dropout with a named RNG state, so its variable path is stable across processes.
+- GRU and GRUCell computing, initialised and called as torch.nn.GRU / nn.GRUCell.
 """
 
 from __future__ import annotations
@@ -95,3 +96,91 @@ class Dropout(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+# ---- torch.nn.GRU and nn.GRUCell -------------------------------------------------------------------------
+
+
+def gru_init(hidden_size: int) -> dict:
+    """keras.layers.GRU / GRUCell arguments for torch's GRU: its formulation (the reset gate applied after
+    the recurrent matmul, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): Keras' reset_after=True) and its
+    initialisation, U(+-1/sqrt(hidden_size)) for every tensor (Keras' own: Glorot, orthogonal, zeros).
+    The weights are stored differently (gates z, r, h in Keras, r, z, n in torch): a weight map converts."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return {
+        "activation": "tanh",
+        "recurrent_activation": "sigmoid",
+        "reset_after": True,
+        "kernel_initializer": uniform(bound),
+        "recurrent_initializer": uniform(bound),
+        "bias_initializer": uniform(bound),
+    }
+
+
+class GRUCell(layers.GRUCell):
+    """torch.nn.GRUCell(input_size, hidden_size): computes and initialises as torch's, and is called as
+    torch's, cell(x, h) -> h' (keras.layers.GRUCell returns (h', new states)). Its Keras variables:
+    kernel (in, 3H), recurrent_kernel (H, 3H), bias (2, 3H); it is not for keras.layers.RNN."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, **kwargs):
+        super().__init__(hidden_size, use_bias=bias, **gru_init(hidden_size), **kwargs)
+        self.input_size = input_size
+
+    def call(self, inputs, states, training=False):
+        h, _ = super().call(inputs, states, training=training)
+        return h
+
+
+class GRU(layers.Layer):
+    """torch.nn.GRU(input_size, hidden_size, num_layers, bidirectional=..., dropout=..., batch_first=True):
+    call(x, mask) -> (output (B, S, directions * H), h_n (num_layers * directions, B, H)), as torch's.
+
+    Layer i is a keras.layers.GRU (in a Bidirectional when bidirectional) named l{i}, torch's _l{i}. The
+    mask (B, S; True on real steps, right-padded) stands for torch's packed sequence: a masked step
+    carries the state through, so each direction reads the real steps only and h_n is the state at the
+    last real step. dropout acts on the outputs of every layer but the last, as torch's."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # it reads the mask; its outputs carry none (compute_mask)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional = bidirectional
+        self.rnns = []
+        for i in range(num_layers):
+            rnn = layers.GRU(
+                hidden_size, return_sequences=True, return_state=True, name=f"l{i}", **gru_init(hidden_size)
+            )
+            self.rnns.append(layers.Bidirectional(rnn, name=f"l{i}") if bidirectional else rnn)
+        self.dropout = Dropout(dropout, seed, name=f"{self.name}_dropout")
+
+    def build(self, input_shape):
+        pass  # each layer builds on its first call, its input width known then
+
+    def call(self, x, mask=None, training=False):
+        final = []
+        for i, rnn in enumerate(self.rnns):
+            if i > 0:
+                x = self.dropout(x, training=training)
+            x, *states = rnn(x, mask=mask, training=training)  # (B, S, directions * H), directions x (B, H)
+            final += states
+        return x, ops.stack(final)  # (num_layers * directions, B, H)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+
+def Embedding(num_embeddings: int, embedding_dim: int, std: float = 1.0, name: str | None = None, **kwargs):
+    """keras.layers.Embedding initialised as torch's nn.Embedding(num_embeddings, embedding_dim): N(0, std^2)
+    with std = 1 (torch's default; a torch twin that re-initialises with another std passes it here)."""
+    return layers.Embedding(
+        num_embeddings, embedding_dim, embeddings_initializer=normal(std), name=name, **kwargs
+    )

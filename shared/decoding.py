@@ -3,24 +3,27 @@
 Both twins of a translation model decode with this one algorithm, on numpy, so equal logits give equal
 tokens; the twins differ only in how they compute one step.
 
-The step-function interface. A translation twin's impl module (torch_impl.py / keras_impl.py) defines:
+The step-function interface. A translation twin's model (the torch nn.Module / keras.Model) defines two
+methods on its framework's tensors:
 
-    encode(model, src, src_mask) -> (memory, state)
+    model.encode(src, src_mask) -> (memory, state)
         src (N, S) int64 token ids, src_mask (N, S) bool (True on real tokens).
-        memory  dict[str, np.ndarray]: what every step reads and none changes (encoder outputs, mask).
-        state   dict[str, np.ndarray]: what each step updates (recurrent state, tokens so far, caches).
-        Every array in both has the batch row on axis 0, so this driver can repeat rows for beams and
+        memory  dict of tensors: what every step reads and none changes (encoder outputs, mask).
+        state   dict of tensors: what each step updates (recurrent state, tokens so far, caches).
+        Every tensor in both has the batch row on axis 0, so this driver can repeat rows for beams and
         reorder them when beams are re-ranked. A twin transposes inside: a GRU's (L, N, H) state is
         handed out as (N, L, H).
 
-    decode_step(model, memory, state, tokens) -> (logits, state, attention)
+    model.decode_step(memory, state, tokens) -> (logits, state, attention)
         tokens     (N,) int64: each row's previous token (BOS at the first step).
-        logits     (N, V) float32 over the target vocabulary, for the next token.
+        logits     (N, V) float over the target vocabulary, for the next token.
         state      the updated state, same keys and leading axis.
-        attention  (N, S) float32 attention over source positions, or None for a model without one map.
+        attention  (N, S) attention over source positions, or None for a model without one map.
 
-The driver takes the two functions bound to a model: Stepper(partial(impl.encode, model),
-partial(impl.decode_step, model)); shared/tasks/translation.py builds it with stepper(spec, model).
+bind(model, fw) wraps the two in a Stepper with numpy in and numpy out, in inference mode (torch: eval()
+and no gradients; Keras: training=False), so the search below runs on numpy alone. A twin module that
+still defines numpy-level functions encode(model, src, src_mask) and decode_step(model, memory, state,
+tokens) is bound as it is (pass it as impl).
 
 Scores are sums of log-probabilities: a float64 log-softmax of the twin's logits, computed here.
 Beam hypotheses are ranked by score / lp(length), GNMT's length penalty lp = ((5 + length) / 6) ** alpha
@@ -32,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +49,65 @@ class Stepper:
 
     encode: Callable[[np.ndarray, np.ndarray], tuple[Arrays, Arrays]]
     step: Callable[[Arrays, Arrays, np.ndarray], tuple[np.ndarray, Arrays, np.ndarray | None]]
+
+
+def bind(model: Any, fw: str, impl: Any = None) -> Stepper:
+    """The Stepper of a twin model (fw "torch" or "keras"): its encode / decode_step, numpy in and out."""
+    if impl is not None and hasattr(impl, "decode_step"):  # numpy-level functions in the twin module
+        return Stepper(partial(impl.encode, model), partial(impl.decode_step, model))
+    return _torch_stepper(model) if fw == "torch" else _keras_stepper(model)
+
+
+def _torch_stepper(model) -> Stepper:
+    import torch
+
+    device = next(model.parameters()).device
+
+    def tensors(arrays: Arrays) -> dict:
+        return {k: torch.as_tensor(np.ascontiguousarray(v), device=device) for k, v in arrays.items()}
+
+    def numpy(tensors: dict) -> Arrays:
+        return {k: v.detach().cpu().numpy() for k, v in tensors.items() if v is not None}
+
+    @torch.no_grad()
+    def encode(src: np.ndarray, src_mask: np.ndarray) -> tuple[Arrays, Arrays]:
+        model.eval()
+        memory, state = model.encode(**tensors({"src": src, "src_mask": src_mask}))
+        return numpy(memory), numpy(state)
+
+    @torch.no_grad()
+    def step(memory: Arrays, state: Arrays, tokens: np.ndarray):
+        model.eval()
+        logits, state, attention = model.decode_step(
+            tensors(memory), tensors(state), tensors({"tokens": tokens})["tokens"]
+        )
+        found = numpy({"logits": logits, "attention": attention})
+        return found["logits"], numpy(state), found.get("attention")
+
+    return Stepper(encode, step)
+
+
+def _keras_stepper(model) -> Stepper:
+    from keras import ops
+
+    def tensors(arrays: Arrays) -> dict:
+        return {k: ops.convert_to_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def numpy(tensors: dict) -> Arrays:
+        return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in tensors.items() if v is not None}
+
+    def encode(src: np.ndarray, src_mask: np.ndarray) -> tuple[Arrays, Arrays]:
+        memory, state = model.encode(**tensors({"src": src, "src_mask": src_mask}))
+        return numpy(memory), numpy(state)
+
+    def step(memory: Arrays, state: Arrays, tokens: np.ndarray):
+        logits, state, attention = model.decode_step(
+            tensors(memory), tensors(state), tensors({"tokens": tokens})["tokens"]
+        )
+        found = numpy({"logits": logits, "attention": attention})
+        return found["logits"], numpy(state), found.get("attention")
+
+    return Stepper(encode, step)
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """A model folder is the unit you copy: lifted out of the repository with the two copyable helpers, its
 torch twin builds, runs and trains with torch alone, and its Keras twin with Keras alone.
 
-Each twin runs in a subprocess whose Python cannot reach the repository (isolated mode, the repository's
-editable install removed from the import system, `import zoo` and `import shared` checked to fail) and
-cannot import the other framework (an import of it raises ModuleNotFoundError).
+Each twin runs in a subprocess whose Python cannot reach the repository (isolated mode without the site
+module, so neither the checkout nor its editable install is on the path; `import zoo` and `import shared`
+are checked to fail) and sees a site-packages without the other framework, as if it were not installed.
 """
 
 from __future__ import annotations
@@ -23,38 +23,21 @@ from zoo import registry
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ("torchlike.py", "weightmap.py")
 
-# Runs inside the subprocess: argv = [work dir, package name, framework, smoke overrides as JSON].
+# Runs inside the subprocess, started with -I -S (no site-packages, no .pth files, so no editable install of
+# the repository): argv = [work dir, package, framework, overrides as JSON, a site-packages view without the
+# other framework].
 SCRIPT = r"""
-import importlib.abc, json, os, sys
-work, package, fw, overrides, repo = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
-# The repository is out of reach: no path entry under it, no editable-install finder.
-def editable(finder):
-    return "editable" in (getattr(finder, "__module__", "") or "") + repr(finder)
-
-def inside_repo(entry):  # the virtualenv may live inside the checkout: its site-packages stay
-    real = os.path.realpath(entry)
-    return real.startswith(repo) and not real.startswith(os.path.realpath(sys.prefix))
-
-sys.path[:] = [work] + [p for p in sys.path if p and "__editable__" not in p and not inside_repo(p)]
-sys.meta_path[:] = [f for f in sys.meta_path if not editable(f)]
-sys.path_hooks[:] = [h for h in sys.path_hooks if not editable(h)]
-sys.path_importer_cache.clear()
-blocked = {"torch": ("keras", "tensorflow", "keras_hub", "jax"), "keras": ("torch", "torchvision")}[fw]
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in blocked:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked: this twin needs {fw} alone)", name=name)
-        return None
-
-sys.meta_path.insert(0, Block())
-for name in ("zoo", "shared"):
+import json, os, sys
+work, package, fw, overrides, site = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+sys.path[:0] = [work, site]
+for name, needed in (("zoo", False), ("shared", False), ("torch", fw == "torch"), ("keras", fw == "keras")):
     try:
         __import__(name)
+        found = True
     except ModuleNotFoundError:
-        pass
-    else:
-        raise SystemExit(f"the repository's {name!r} is importable: the copy is not isolated")
+        found = False
+    if found != needed:
+        raise SystemExit(f"{name} is {'importable' if found else 'missing'}: the copy is not isolated as meant")
 import importlib
 import numpy as np
 config_module = importlib.import_module(f"{package}.config")
@@ -101,6 +84,31 @@ print("RESULT " + json.dumps(result))
 """
 
 
+# Top-level names of the other framework's distributions, left out of the site-packages view.
+OTHER = {
+    "torch": ("keras", "keras_hub", "tensorflow", "tensorflow_text", "tf_keras", "jax", "jaxlib"),
+    "keras": ("torch", "torchvision", "torchgen", "functorch", "triton"),
+}
+
+
+@pytest.fixture(scope="module")
+def site_views(tmp_path_factory) -> dict[str, Path]:
+    """Per framework, a folder of links to this venv's site-packages less the other framework."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    views = {}
+    for fw, others in OTHER.items():
+        view = tmp_path_factory.mktemp(f"site-{fw}")
+        for entry in site.iterdir():
+            top = entry.name.split("-")[0].split(".")[0].lower()
+            if top in others or entry.suffix == ".pth" or "editable" in entry.name:
+                continue
+            (view / entry.name).symlink_to(entry)
+        views[fw] = view
+    return views
+
+
 def copy_out(name: str, dest: Path) -> str:
     folder = ROOT / "zoo" / name
     package = folder.name
@@ -112,7 +120,7 @@ def copy_out(name: str, dest: Path) -> str:
 
 @pytest.mark.parametrize("fw", ["torch", "keras"])
 @pytest.mark.parametrize("name", registry.list_models())
-def test_folder_runs_outside_the_repository(name, fw, tmp_path):
+def test_folder_runs_outside_the_repository(name, fw, tmp_path, site_views):
     spec = registry.get(name)
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -127,13 +135,14 @@ def test_folder_runs_outside_the_repository(name, fw, tmp_path):
         [
             sys.executable,
             "-I",
+            "-S",
             "-c",
             SCRIPT,
             str(work),
             package,
             fw,
             json.dumps(overrides),
-            str(ROOT.resolve()),
+            str(site_views[fw]),
         ],
         cwd=work,
         env=env,

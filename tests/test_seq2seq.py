@@ -5,13 +5,13 @@ import pytest
 
 from shared import checkpoint
 from shared.crosscheck import check_forward, check_gradients, no_dropout
+from shared.crosscheck_decoding import decoding_checks
 from shared.errors import UserError
 from shared.models import load_model
 from shared.recipe import config_to_dict
 from shared.tasks import translation as task
 from tests.conftest import assert_one_line_error, run_tool
 from zoo import registry
-from zoo.spec import framework_of
 
 SPEC = registry.get("nlp/seq2seq")
 SMALL = {
@@ -38,7 +38,7 @@ def twins(config, seed=0):
 def test_keras_gru_computes_torch_gru_after_the_gate_reorder(frameworks):
     """The weight map's GRU transforms, checked on the frameworks' own bidirectional GRUs over padded input."""
     keras, torch = frameworks
-    from zoo.nlp.seq2seq.keras_impl import GRU_BIAS, GRU_KERNEL
+    from zoo.nlp.seq2seq.weights import GRU_BIAS, GRU_KERNEL
 
     torch.manual_seed(0)
     reference = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True)
@@ -69,7 +69,7 @@ def test_keras_gru_computes_torch_gru_after_the_gate_reorder(frameworks):
 
 
 def test_gru_transforms_round_trip_bitwise():
-    from zoo.nlp.seq2seq.keras_impl import GRU_BIAS, GRU_KERNEL
+    from zoo.nlp.seq2seq.weights import GRU_BIAS, GRU_KERNEL
 
     rng = np.random.default_rng(1)
     kernel, bias = rng.normal(size=(7, 12)).astype(np.float32), rng.normal(size=(2, 12)).astype(np.float32)
@@ -114,10 +114,11 @@ def test_step_by_step_decoding_equals_teacher_forcing(frameworks):
     config = SPEC.config(**SMALL, decoder_layers=2)
     batch = SPEC.example_batch(config, batch_size=4, seed=5)
     for model in twins(config):
-        impl, forced = SPEC.impl(framework_of(model)), SPEC.forward(model, batch)
-        memory, state = impl.encode(model, batch["src"], batch["src_mask"])
+        step, forced = task.stepper(SPEC, model), SPEC.forward(model, batch)
+        memory, state = step.encode(batch["src"], batch["src_mask"])
+        assert state["hidden"].shape == (4, 2, config.hidden_size)  # (N, layers, H): batch first
         for t in range(batch["tgt_in"].shape[1]):
-            logits, state, weights = impl.decode_step(model, memory, state, batch["tgt_in"][:, t])
+            logits, state, weights = step.step(memory, state, batch["tgt_in"][:, t])
             np.testing.assert_allclose(logits, forced["logits"][:, t], atol=1e-5)
             np.testing.assert_allclose(weights, forced["attention"][:, t], atol=1e-6)
 
@@ -134,7 +135,7 @@ def test_logits_at_step_t_never_see_later_target_tokens(frameworks):
 
 
 def test_decoding_is_identical_in_both_twins(frameworks):
-    checks = task.decoding_checks(SPEC, SPEC.config(**SMALL), sources=4, beam_size=3)
+    checks = decoding_checks(SPEC, SPEC.config(**SMALL), sources=4, beam_size=3)
     assert [c.name for c in checks] == ["greedy_decoding_identical", "beam_decoding_identical"]
     assert all(c.passed for c in checks), checks
 

@@ -1,6 +1,6 @@
-"""nlp/transformer: masks, the fused in-projection map, torch.nn.Transformer compatibility, step decoding against
-teacher forcing, attention maps, label smoothing and the schedule, bad input, and the Keras twin on the
-PyTorch backend."""
+"""nlp/transformer: masks, the fused in-projection map, torch.nn.Transformer and keras-hub compatibility, step
+decoding against teacher forcing, attention maps, label smoothing and the schedule, bad input, and the Keras
+twin on the PyTorch backend."""
 
 import json
 import math
@@ -64,7 +64,7 @@ def test_tier1_other_configurations(overrides, frameworks):
 
 def test_fused_in_projection_is_query_key_value_stacked():
     """torch's in_proj_weight is [Wq; Wk; Wv], each (out, in); Keras' kernels are (in, heads, head_dim)."""
-    from zoo.nlp.transformer.keras_impl import fused_in_bias, fused_in_projection, output_projection
+    from zoo.nlp.transformer.weights import fused_in_bias, fused_in_projection, output_projection
 
     config = SPEC.config(**SMALL)
     e, h, d = config.d_model, config.num_heads, config.head_dim
@@ -186,30 +186,79 @@ def test_attention_maps_agree_and_are_masked(frameworks):
         assert np.all(np.where(padded_keys, t_map[kind], 0.0) == 0.0)
 
 
-def test_keras_attention_replay_equals_the_keras_hub_layer(frameworks):
-    """decoder_layer_with_scores (which returns the maps) computes what TransformerDecoder.call computes."""
-    keras, _ = frameworks
-    from zoo.nlp.transformer.keras_impl import decoder_layer_with_scores
+KERAS_HUB_NAMES = {  # keras_impl layer -> keras_hub.layers.TransformerEncoder / TransformerDecoder sublayer
+    "encoder": {
+        "self_attn": "self_attention_layer",
+        "norm1": "self_attention_layer_norm",
+        "linear1": "feedforward_intermediate_dense",
+        "linear2": "feedforward_output_dense",
+        "norm2": "feedforward_layer_norm",
+    },
+    "decoder": {
+        "self_attn": "self_attention",
+        "norm1": "self_attention_layer_norm",
+        "multihead_attn": "cross_attention",
+        "norm2": "cross_attention_layer_norm",
+        "linear1": "feedforward_intermediate_dense",
+        "linear2": "feedforward_output_dense",
+        "norm3": "feedforward_layer_norm",
+    },
+}
 
-    for norm_first in (False, True):
-        config = SPEC.config(**SMALL, norm_first=norm_first)
-        model = SPEC.build("keras", config)
-        batch = SPEC.example_batch(config, batch_size=3, seed=5)
-        x = keras.random.normal((3, batch["tgt_in"].shape[1], config.d_model), seed=1)
-        memory = keras.random.normal((3, batch["src"].shape[1], config.d_model), seed=2)
-        layer = model.decoder.blocks[0]
-        expected = layer(
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-ln", "pre-ln"])
+def test_keras_layers_compute_what_keras_hub_computes(norm_first, frameworks):
+    """The Keras twin's EncoderLayer / DecoderLayer, given keras-hub's weights, give keras-hub's outputs."""
+    keras, _ = frameworks
+    import keras_hub
+
+    config = SPEC.config(**SMALL, norm_first=norm_first, activation="gelu")
+    model = SPEC.build("keras", config)
+    batch = SPEC.example_batch(config, batch_size=3, seed=5)
+    x = keras.random.normal((3, batch["tgt_in"].shape[1], config.d_model), seed=1)
+    memory = keras.random.normal((3, batch["src"].shape[1], config.d_model), seed=2)
+    options = dict(
+        intermediate_dim=config.ffn_dim,
+        num_heads=config.num_heads,
+        dropout=config.dropout,
+        activation=config.activation,
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        normalize_first=norm_first,
+    )
+    encoder, decoder = (
+        keras_hub.layers.TransformerEncoder(**options),
+        keras_hub.layers.TransformerDecoder(**options),
+    )
+    src_mask, tgt_mask = batch["src_mask"], batch["tgt_mask"]
+    expected = [
+        encoder(memory, padding_mask=src_mask, training=False),
+        decoder(
             x,
             memory,
-            decoder_padding_mask=batch["tgt_mask"],
-            encoder_padding_mask=batch["src_mask"],
+            decoder_padding_mask=tgt_mask,
+            encoder_padding_mask=src_mask,
             use_causal_mask=True,
             training=False,
-        )
-        found, _, _ = decoder_layer_with_scores(layer, x, memory, batch["tgt_mask"], batch["src_mask"])
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(found), keras.ops.convert_to_numpy(expected), atol=1e-5
-        )
+        ),
+    ]
+    for part, reference in (("encoder", encoder), ("decoder", decoder)):
+        ours = getattr(model, part).layers[0]
+        for name, hub_name in KERAS_HUB_NAMES[part].items():
+            source = {
+                v.path.split(f"/{hub_name}/", 1)[1]: v for v in reference.weights if f"/{hub_name}/" in v.path
+            }
+            target = [v for v in ours.weights if f"/{name}/" in v.path]
+            assert len(target) == len(source) > 0, (part, name)
+            for v in target:
+                v.assign(source[v.path.split(f"/{name}/", 1)[1]])
+    found = [
+        model.encoder.layers[0](memory, keras.ops.convert_to_tensor(src_mask))[0],
+        model.decoder.layers[0](
+            x, memory, keras.ops.convert_to_tensor(tgt_mask), keras.ops.convert_to_tensor(src_mask)
+        )[0],
+    ]
+    for f, e in zip(found, expected):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(f), keras.ops.convert_to_numpy(e), atol=1e-5)
 
 
 def test_label_smoothing_is_the_papers_over_real_tokens(frameworks):
@@ -277,12 +326,12 @@ def test_config_explains_bad_values(overrides, message):
 def test_a_source_longer_than_the_positions_is_refused(frameworks):
     config = SPEC.config(**{**SMALL, "max_src_len": 5, "positions": "learned"})
     batch = SPEC.example_batch(SPEC.config(**SMALL), batch_size=2, seed=0)  # a 8-token source
-    for model in twins(config):
-        with pytest.raises(UserError, match="max_src_len=5"):
+    for model in twins(config):  # config.py raises ValueError (standard library only)
+        with pytest.raises(ValueError, match="max_src_len=5"):
             SPEC.forward(model, batch)
     config = SPEC.config(**{**SMALL, "max_tgt_len": 4})
     for model in twins(config):
-        with pytest.raises(UserError, match="max_tgt_len=4"):
+        with pytest.raises(ValueError, match="max_tgt_len=4"):
             SPEC.forward(model, batch)
 
 

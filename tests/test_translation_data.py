@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from shared import checkpoint, decoding
-from shared.data import load
+from shared.data import load, tokenize
 from shared.errors import UserError
 from shared.tasks import translation as task
 from zoo.nlp.seq2seq.config import Config
@@ -102,13 +102,13 @@ def test_opus_books_converter_carves_validation_and_test(tmp_path, monkeypatch):
 
 def test_tokenizer_round_trips_and_maps_unseen_characters_to_unknown(prepared):
     splits, state = prepared
-    source, target = task.tokenizers(state)
+    source, target = tokenize.tokenizers(state)
     for tokenizer in (source, target):
-        assert [tokenizer.token_to_id(t) for t in task.SPECIAL_TOKENS] == [0, 1, 2, 3]
+        assert [tokenizer.token_to_id(t) for t in tokenize.SPECIAL_TOKENS] == [0, 1, 2, 3]
     for text in splits["test"].targets:
-        assert task.decode_ids(target, task.encode_texts(target, [text])[0]) == text
-    ids = task.encode_texts(source, ["deux ☃ ünïcode"])[0]  # never-seen characters
-    assert task.UNK_ID in ids
+        assert tokenize.decode_ids(target, tokenize.encode_texts(target, [text])[0]) == text
+    ids = tokenize.encode_texts(source, ["deux ☃ ünïcode"])[0]  # never-seen characters
+    assert tokenize.UNK_ID in ids
     assert target.encode("quatre-vingt-dix-sept").tokens.count("-") == 3  # punctuation is its own token
 
 
@@ -117,13 +117,15 @@ def test_prepare_builds_teacher_forcing_arrays(prepared):
     test = splits["test"]
     assert isinstance(test, task.Split) and len(test.sources) == len(test["src"]) == 40
     assert test["src"].dtype == np.int64 and test["src_mask"].dtype == bool
-    _, target = task.tokenizers(state)
+    _, target = tokenize.tokenizers(state)
     for i in range(len(test["src"])):
         n_src, n_tgt = int(test["src_mask"][i].sum()), int(test["tgt_mask"][i].sum())
-        assert test["src"][i, n_src - 1] == task.EOS_ID and np.all(test["src"][i, n_src:] == task.PAD_ID)
-        assert test["tgt_in"][i, 0] == task.BOS_ID and test["tgt_out"][i, n_tgt - 1] == task.EOS_ID
+        assert test["src"][i, n_src - 1] == tokenize.EOS_ID and np.all(
+            test["src"][i, n_src:] == tokenize.PAD_ID
+        )
+        assert test["tgt_in"][i, 0] == tokenize.BOS_ID and test["tgt_out"][i, n_tgt - 1] == tokenize.EOS_ID
         assert np.array_equal(test["tgt_in"][i, 1:n_tgt], test["tgt_out"][i, : n_tgt - 1])  # shifted by one
-        assert task.decode_ids(target, test["tgt_out"][i, : n_tgt - 1]) == test.targets[i]
+        assert tokenize.decode_ids(target, test["tgt_out"][i, : n_tgt - 1]) == test.targets[i]
     assert state["src_vocab_size"] <= Config().src_vocab_size and state["dropped"] == {
         "train": 0,
         "validation": 0,
@@ -164,7 +166,8 @@ def test_state_travels_in_tokenizer_json(prepared, tmp_path):
     loaded = task.load_state(checkpoint.load(saved))
     assert (
         loaded["tokenizers"]["target"]
-        and task.tokenizers(loaded)[1].encode("douze").ids == task.tokenizers(state)[1].encode("douze").ids
+        and tokenize.tokenizers(loaded)[1].encode("douze").ids
+        == tokenize.tokenizers(state)[1].encode("douze").ids
     )
     assert json.loads((saved / "tokenizer.json").read_text())["target"]["model"]["type"] == "BPE"
     # Saved without it: a one-line error naming the file.
@@ -188,7 +191,9 @@ def test_encode_sources_refuses_empty_and_over_long_sentences(prepared):
     _, state = prepared
     config = Config(max_src_len=8)
     batch = task.encode_sources(["twelve", "three hundred and ☃"], config, state)
-    assert batch["src"].shape == batch["src_mask"].shape and batch["src"][1].tolist().count(task.UNK_ID) == 1
+    assert (
+        batch["src"].shape == batch["src_mask"].shape and batch["src"][1].tolist().count(tokenize.UNK_ID) == 1
+    )
     with pytest.raises(UserError, match="empty source"):
         task.encode_sources(["twelve", "   "], config, state)
     with pytest.raises(UserError, match="max_src_len=8"):

@@ -17,13 +17,14 @@ import sys
 
 import _path  # noqa: F401
 
-from shared import parity
 from shared.cli import Parser, main_wrapper, positive_int
 from shared.crosscheck import Check, run_tier1
 from shared.errors import UserError
 from shared.frameworks import load_both
 from shared.models import get_spec
+from shared.parity import engine, report
 from shared.recipe import parse_set_flags
+from zoo import registry
 
 
 def main(argv=None) -> int:
@@ -85,7 +86,7 @@ def show(spec, checks, as_json: bool) -> None:
 
 def train_parity(spec, config, args, tier1: list) -> list:
     """Tier 2: both twins trained in lockstep; the report goes to the run folder (and the card)."""
-    report = parity.run_parity(
+    result = engine.run_parity(
         spec,
         config,
         steps=args.steps,
@@ -95,16 +96,18 @@ def train_parity(spec, config, args, tier1: list) -> list:
         tier1=tier1,
         command=shlex.join(["python", *sys.argv]),
     )
-    checks = [Check(**c) for c in report["checks"]]
+    checks = [Check(**c) for c in result["checks"]]
     show(spec, checks, args.json)
-    paths = parity.write_report(report, args.out or f"runs/parity/{spec.name.replace('/', '-')}")
-    divergence = report["first_divergence"]
+    paths = report.write_report(result, args.out or f"runs/parity/{spec.name.replace('/', '-')}")
+    divergence = result["first_divergence"]
     if divergence and not args.json:
         print(
             f"dropout-off runs part at step {divergence['parted_at']}: {divergence['cause']}", file=sys.stderr
         )
     if args.update_card:
-        print(f"card {parity.update_card(report)}; table {parity.update_summary()}", file=sys.stderr)
+        card = report.update_card(result)
+        table = report.update_summary(models=registry.list_models())
+        print(f"card {card}; table {table}", file=sys.stderr)
     if not args.json:
         print(f"report {paths['markdown']}  {paths['json']}  {paths['loss']}", file=sys.stderr)
     return checks

@@ -15,12 +15,12 @@ import subprocess
 import sys
 import time
 
-import _path  # noqa: F401
+import _path
 
-from shared import parity
 from shared.cli import Parser, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.models import get_spec
+from shared.parity import report
 from zoo import registry
 
 OUTCOME = {0: "PASS", 1: "FAIL"}  # any other exit status: the run itself stopped with an error
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     for name in [] if args.table_only else models:
         command = [
             sys.executable,
-            str(parity.ROOT / "tools" / "crosscheck.py"),
+            str(_path.ROOT / "tools" / "crosscheck.py"),
             f"zoo/{name}",
             "--train",
             "--update-card",
@@ -62,12 +62,12 @@ def main(argv=None) -> int:
         command += ["--smoke"] if args.smoke else []
         print(f"[{name}] {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(command, cwd=parity.ROOT).returncode
+        code = subprocess.run(command, cwd=_path.ROOT).returncode
         outcomes[name] = (
             OUTCOME.get(code, f"ERROR (exit {code}); its card keeps the previous row"),
             time.perf_counter() - start,
         )
-    readme = parity.update_summary()
+    readme = report.update_summary(models=registry.list_models())
     for name, (outcome, seconds) in outcomes.items():
         print(f"{outcome:<5} {name}  ({seconds:.0f} s)")
     print(f"table: {readme}")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,9 @@ from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
 from shared.models import get_spec
 from shared.recipe import parse_set_flags
+from shared.train import launch, run
+from shared.train.distributed import Launch
+from shared.train.request import SNAPSHOT_EVERY, RunSettings, resume_request
 
 
 def build_parser() -> Parser:
@@ -92,9 +94,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     fw = check_fw(args.fw)
-    from shared.train import distributed, run
-
-    launch = distributed.Launch(
+    scaling = Launch(
         gpus=args.gpus or 0,
         cpu_replicas=args.cpu_replicas,
         nnodes=args.nnodes,
@@ -104,68 +104,13 @@ def main(argv=None) -> int:
         rdzv_endpoint=args.rdzv_endpoint,
         max_restarts=args.max_restarts,
     )
-    launch.validate()
+    scaling.validate()
     spec = get_spec(args.model)
-    overrides = parse_set_flags(args.set)
-    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed")):
-        if getattr(args, flag) is not None:
-            overrides[field] = getattr(args, flag)
-    if args.resume:
-        config, data, data_kwargs = run.resume_request(spec, fw, args.resume, overrides, args.data, args.out)
-        out = args.resume
-    else:
-        config, data, data_kwargs = spec.config(**overrides), args.data, {}
-        out = args.out or f"runs/{spec.name.replace('/', '-')}-{fw}"
-    options = {"precision": args.precision, "resume": bool(args.resume), "overwrite": args.overwrite}
-
-    if args.snapshot_every is not None and args.snapshot_every < 0:
-        raise UserError(
-            f"--snapshot-every must be >= 0 (0: none but at epoch ends); found {args.snapshot_every}"
-        )
-    if not distributed.launched():
-        # The launching process refuses a bad request before any process starts or any file is written.
-        run.check_request(
-            spec,
-            config,
-            fw,
-            out=out,
-            replicas=launch.world_size,
-            data=data,
-            data_kwargs=data_kwargs,
-            check_out=launch.node_rank == 0,
-            **options,
-        )
-        script = str(Path(__file__).resolve())
-        if fw == "torch" and (launch.world_size > 1 or launch.max_restarts or launch.rdzv_endpoint):
-            run.check_devices(fw, launch.gpus, args.precision)
-            distributed.exec_command(
-                distributed.torchrun_command(launch, script, argv, run_id=Path(out).name)
-            )
-        if fw == "keras" and launch.max_restarts:
-            return distributed.supervise([sys.executable, script, *argv], launch.max_restarts)
-    if fw == "keras" and launch.nnodes > 1 and distributed.tf_config_world() is None:
-        workers = distributed.rendezvous(
-            launch.nnodes, launch.node_rank, launch.master_addr, launch.master_port
-        )
-        os.environ["TF_CONFIG"] = distributed.tf_config(workers, launch.node_rank)
-
-    result = run.train(
-        spec,
-        config,
-        fw,
-        data=data,
-        data_kwargs=data_kwargs,
-        out=out,
-        gpus=args.gpus,
-        threads=args.threads,
-        progress=not args.no_progress,
-        cpu_replicas=args.cpu_replicas,
-        compile=args.compile,
-        sync_bn=args.sync_bn,
-        deterministic=args.deterministic,
-        snapshot_every=run.SNAPSHOT_EVERY if args.snapshot_every is None else args.snapshot_every,
-        **options,
-    )
+    config, settings = request(spec, fw, args)
+    code = launch.start(spec, config, settings, scaling, str(Path(__file__).resolve()), argv)
+    if code is not None:
+        return code
+    result = run.execute(spec, config, settings)
     if result["rank"] != 0:
         return 0
     test = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
@@ -175,6 +120,43 @@ def main(argv=None) -> int:
     )
     print(json.dumps({"result": result["run"] + "/result.json"}))
     return 0
+
+
+def request(spec, fw: str, args) -> tuple:
+    """(config, RunSettings) of the command line: a new run's from the flags, a resumed run's from its snapshot
+    (with the flags given checked against it)."""
+    overrides = parse_set_flags(args.set)
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed")):
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    if args.resume:
+        config, data, data_kwargs = resume_request(spec, fw, args.resume, overrides, args.data, args.out)
+        out = args.resume
+    else:
+        config, data, data_kwargs = spec.config(**overrides), args.data or spec.dataset, {}
+        out = args.out or f"runs/{spec.name.replace('/', '-')}-{fw}"
+    if args.snapshot_every is not None and args.snapshot_every < 0:
+        raise UserError(
+            f"--snapshot-every must be >= 0 (0: none but at epoch ends); found {args.snapshot_every}"
+        )
+    settings = RunSettings(
+        fw,
+        Path(out),
+        data,
+        data_kwargs,
+        gpus=args.gpus,
+        threads=args.threads,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        cpu_replicas=args.cpu_replicas,
+        precision=args.precision,
+        compile=args.compile,
+        sync_bn=args.sync_bn,
+        deterministic=args.deterministic,
+        resume=bool(args.resume),
+        snapshot_every=SNAPSHOT_EVERY if args.snapshot_every is None else args.snapshot_every,
+    )
+    return config, settings
 
 
 if __name__ == "__main__":

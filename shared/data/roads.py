@@ -279,23 +279,28 @@ def roads(
     return to_dataset_dict({name: render_split(name, n, height, width, seed) for name, n in counts.items()})
 
 
-def open_rgb(path: str | Path, what: str = "image"):
-    """Open an 8-bit RGB image with Pillow, or raise a UserError naming the file and what to do."""
+def open_rgb(path: str | Path | bytes, what: str = "image"):
+    """Open an 8-bit RGB image with Pillow, or raise a UserError naming the file and what to do.
+    `path` may be the encoded bytes of an image instead (tools/serve.py); `what` then names it."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+    if isinstance(path, bytes):
+        source, name = io.BytesIO(path), what
+    else:
+        source = path = Path(path)
+        name = f"{what} {path}"
+        if not path.is_file():
+            raise UserError(f"{name} does not exist")
     try:
-        img = Image.open(path)
+        img = Image.open(source)
         img.load()  # decode now, so a truncated file fails here
     except Image.DecompressionBombError as err:
-        raise UserError(
-            f"cannot read {what} {path}: {err} (a decompression bomb?); resize it first"
-        ) from None
+        raise UserError(f"cannot read {name}: {err} (a decompression bomb?); resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(
-            f"cannot read {what} {path}: {str(err) or type(err).__name__} (a corrupt or non-image file)"
+            f"cannot read {name}: {str(err) or type(err).__name__} (a corrupt or non-image file)"
         ) from None
     if img.mode != "RGB":
         kind = {
@@ -310,7 +315,7 @@ def open_rgb(path: str | Path, what: str = "image"):
             "CMYK": "a CMYK image",
         }
         raise UserError(
-            f"{what} {path} is {kind.get(img.mode, 'an image')} (mode {img.mode}); the model reads "
+            f"{name} is {kind.get(img.mode, 'an image')} (mode {img.mode}); the model reads "
             "8-bit RGB colour images: convert it to RGB first"
         )
     return img

@@ -83,31 +83,52 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     return result
 
 
-def load_image(path: str, config) -> np.ndarray:
-    """An image file of any size/mode -> uint8 (H, W, C) converted as the training data was."""
+def load_image(source: str | bytes, config, what: str = "image") -> np.ndarray:
+    """An image file (or the encoded bytes of one) of any size/mode -> uint8 (H, W, C) converted as the
+    training data was. `what` names the image in errors (tools/serve.py names the request field)."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
+    name = what if isinstance(source, bytes) else f"{what} {source}"
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if config.in_channels == 1 else "RGB")
-            if img.size != (config.image_size, config.image_size):
-                img = img.resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            return fit_image(img, config)
     except FileNotFoundError:
-        raise UserError(f"image {path} does not exist") from None
+        raise UserError(f"{name} does not exist") from None
     except Image.DecompressionBombError as err:
-        raise UserError(f"cannot read image {path}: {err} (a decompression bomb?); resize it first") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from None
+        raise UserError(f"cannot read {name}: {err} (a decompression bomb?); resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise UserError(f"cannot read {name}: {err}") from None
+
+
+def fit_image(img, config) -> np.ndarray:
+    """A Pillow image -> uint8 (H, W, C): the model's channels, bilinear resize to image_size."""
+    from PIL import Image
+
+    img = img.convert("L" if config.in_channels == 1 else "RGB")
+    if img.size != (config.image_size, config.image_size):
+        img = img.resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
+    array = np.asarray(img, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
+
+
+def class_names(config, state: dict) -> list[str]:
+    return state.get("class_names") or [str(i) for i in range(config.num_classes)]
+
+
+def top_classes(probabilities: np.ndarray, names: list[str], k: int) -> list[dict]:
+    """The k most probable classes of one image, most probable first: label, index, probability."""
+    top = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": names[i], "index": int(i), "probability": float(probabilities[i])} for i in top]
 
 
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
     """Print the top-k classes with probabilities for each image file."""
-    class_names = state.get("class_names") or [str(i) for i in range(config.num_classes)]
+    names = class_names(config, state)
     images = normalize(np.stack([load_image(p, config) for p in inputs]), state)
     probs = softmax(spec.forward(model, {"image": images}, training=False)["logits"])
     k = min(int(options.get("top_k", 5)), config.num_classes)
     for path, p in zip(inputs, probs):
-        top = np.argsort(-p)[:k]
-        print(f"{path}: " + ", ".join(f"{class_names[i]} {p[i]:.3f}" for i in top))
+        top = top_classes(p, names, k)
+        print(f"{path}: " + ", ".join(f"{c['label']} {c['probability']:.3f}" for c in top))

@@ -124,6 +124,16 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     return result
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each label's probability (float64) from the model's logits."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def prediction_row(record: str, probabilities: np.ndarray, label_names: list[str]) -> dict:
+    """One sequence's prediction as tools/predict.py prints it: the record id and each label's probability."""
+    return {"id": record, "probabilities": {name: float(p) for name, p in zip(label_names, probabilities)}}
+
+
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
     """FASTA files -> one TSV row per record: id and the probability of each label.
     Options: out=<path> writes the table there instead of printing it."""
@@ -142,9 +152,9 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
             for i in range(0, len(x), config.eval_batch_size)
         ]
     )
-    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))  # (N, K)
+    rows = [prediction_row(record, p, state["label_names"]) for record, p in zip(ids, sigmoid(logits))]
     lines = ["\t".join(["id", *state["label_names"]])]
-    lines += ["\t".join([record, *(f"{p:.4f}" for p in row)]) for record, row in zip(ids, probabilities)]
+    lines += ["\t".join([row["id"], *(f"{p:.4f}" for p in row["probabilities"].values())]) for row in rows]
     if options.get("out"):
         with open(options["out"], "w") as f:
             f.write("\n".join(lines) + "\n")

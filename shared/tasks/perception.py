@@ -244,6 +244,18 @@ def load_frame(path: str, config):
     return model_input, np.asarray(display, np.uint8), img.size
 
 
+def frame_summary(mask: np.ndarray, angle: float, names: list[str], size: tuple[int, int], config) -> dict:
+    """What tools/predict.py reports per frame: the steering angle in degrees and its side, each class's
+    share of the pixels (background left out) and whether the (width, height) input was resized."""
+    return {
+        "steering_deg": float(angle),
+        "direction": "right" if angle > 0 else "left",
+        "class_shares": {n: float(np.mean(mask == c)) for c, n in enumerate(names) if c},
+        "input_size": [int(size[0]), int(size[1])],
+        "resized": tuple(size) != (config.image_width, config.image_height),
+    }
+
+
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
     """Write <out>/<name>_overlay.png per image (mask over the image, steering arrow) and print a summary.
 
@@ -281,11 +293,14 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
             alpha=alpha,
             arrow_gain=gain,
         )
-        shares = ", ".join(f"{n} {np.mean(mask == c):.0%}" for c, n in enumerate(names) if c)
+        summary = frame_summary(mask, angle, names, size, config)
+        shares = ", ".join(f"{n} {share:.0%}" for n, share in summary["class_shares"].items())
         resized = (
-            ""
-            if size == (config.image_width, config.image_height)
-            else f" (resized {size[0]}x{size[1]} -> {config.image_width}x{config.image_height})"
+            f" (resized {size[0]}x{size[1]} -> {config.image_width}x{config.image_height})"
+            if summary["resized"]
+            else ""
         )
-        side = "right" if angle > 0 else "left"
-        print(f"{path}: steering {angle:+.2f} deg ({side}), {shares}{resized} -> {target}")
+        print(
+            f"{path}: steering {summary['steering_deg']:+.2f} deg ({summary['direction']}), "
+            f"{shares}{resized} -> {target}"
+        )

@@ -123,53 +123,93 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     return result
 
 
+class Catalogue:
+    """What top-K recommendation needs besides the model, read once: the raw user and item ids, the
+    (user, item) pairs already rated or interacted with (from the data the model was trained on, or
+    options["data"]) and MovieLens titles where the data has them."""
+
+    def __init__(self, config, state: dict, options: dict):
+        source = state["source"]
+        data, kwargs = (options["data"], {}) if options.get("data") else (source["data"], source["kwargs"])
+        dataset = load(data, **kwargs)
+        described = meta(dataset)
+        if described["user_ids"] != state["user_ids"] or described["item_ids"] != state["item_ids"]:
+            raise UserError(
+                f"{data} has other user or item ids than the data the checkpoint was trained on "
+                f"({source['data']}): pass that data with --opt data=..."
+            )
+        seen = []
+        for name in dataset:
+            columns = dataset[name].with_format("numpy")[:]
+            keep = columns["label"] > 0 if "label" in columns else slice(None)
+            seen.append(columns["user"][keep] * config.num_items + columns["item"][keep])
+        self.data, self.num_items, self.stride = data, state["num_items"], config.num_items
+        self.seen = np.unique(np.concatenate(seen))
+        self.user_ids = state["user_ids"] or list(range(state["num_users"]))
+        self.item_ids = state["item_ids"] or list(range(state["num_items"]))
+        self.user_index = {raw: i for i, raw in enumerate(self.user_ids)}
+        self.item_index = {raw: i for i, raw in enumerate(self.item_ids)}
+        self.titles = movielens_titles(data.partition(":")[2]) if data.startswith("movielens:") else {}
+
+    def user(self, text) -> int:
+        """The model's row of a raw user id (an int or its text); a UserError names the valid range."""
+        try:
+            return self.user_index[int(text)]
+        except (TypeError, ValueError, KeyError):
+            raise UserError(
+                f"user {text!r} is not in {self.data}: expected one of its {len(self.user_ids):,} user ids "
+                f"({min(self.user_ids)}..{max(self.user_ids)})"
+            ) from None
+
+    def item(self, text) -> int:
+        try:
+            return self.item_index[int(text)]
+        except (TypeError, ValueError, KeyError):
+            raise UserError(
+                f"item {text!r} is not in {self.data}: expected one of its {len(self.item_ids):,} item ids "
+                f"({min(self.item_ids)}..{max(self.item_ids)})"
+            ) from None
+
+    def describe(self, i: int, score: float) -> dict:
+        entry = {"item": self.item_ids[i], "score": float(score)}
+        if self.item_ids[i] in self.titles:
+            entry["title"] = self.titles[self.item_ids[i]]
+        return entry
+
+    def top_items(self, user: int, scores: np.ndarray, k: int) -> dict:
+        """The k best-scored items the user has not rated, from the scores of every item (in table order)."""
+        items = np.arange(self.num_items, dtype=np.int64)
+        rated = np.isin(user * self.stride + items, self.seen)
+        candidates = np.nonzero(~rated)[0]
+        top = candidates[np.argsort(-np.asarray(scores, np.float64)[candidates], kind="stable")[:k]]
+        return {
+            "already_rated": int(rated.sum()),
+            "candidates": len(candidates),
+            "items": [{"rank": rank, **self.describe(i, scores[i])} for rank, i in enumerate(top, start=1)],
+        }
+
+
 def recommend(spec, model, config, state: dict, inputs: list[str], options: dict, score, what: str) -> None:
     """Print the top-K items for each raw user id in `inputs`, excluding the items the user already rated or
     interacted with (read from the data the model was trained on, or --opt data=NAME)."""
-    source = state["source"]
-    data, kwargs = (options["data"], {}) if options.get("data") else (source["data"], source["kwargs"])
-    dataset = load(data, **kwargs)
-    described = meta(dataset)
-    if described["user_ids"] != state["user_ids"] or described["item_ids"] != state["item_ids"]:
-        raise UserError(
-            f"{data} has other user or item ids than the data the checkpoint was trained on "
-            f"({source['data']}): pass that data with --opt data=..."
-        )
-    seen = []
-    for name in dataset:
-        columns = dataset[name].with_format("numpy")[:]
-        keep = columns["label"] > 0 if "label" in columns else slice(None)
-        seen.append(columns["user"][keep] * config.num_items + columns["item"][keep])
-    seen = np.unique(np.concatenate(seen))
-    user_ids = state["user_ids"] or list(range(state["num_users"]))
-    item_ids = state["item_ids"] or list(range(state["num_items"]))
-    index = {raw: i for i, raw in enumerate(user_ids)}
-    titles = movielens_titles(data.partition(":")[2]) if data.startswith("movielens:") else {}
+    catalogue = Catalogue(config, state, options)
     k = int(options.get("top_k", 10))
     for text in inputs:
-        try:
-            user = index[int(text)]
-        except (ValueError, KeyError):
-            raise UserError(
-                f"user {text!r} is not in {data}: expected one of its {len(user_ids):,} user ids "
-                f"({min(user_ids)}..{max(user_ids)})"
-            ) from None
+        user = catalogue.user(text)
         items = np.arange(state["num_items"], dtype=np.int64)
         scores = []
         for start in range(0, len(items), config.eval_batch_size):
             chunk = items[start : start + config.eval_batch_size]
             batch = {"user": np.full(len(chunk), user, np.int64), "item": chunk}
             scores.append(score(spec.forward(model, batch, training=False)))
-        scores = np.concatenate(scores).astype(np.float64)
-        rated = np.isin(user * config.num_items + items, seen)
-        candidates = np.nonzero(~rated)[0]
-        top = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+        result = catalogue.top_items(user, np.concatenate(scores).astype(np.float64), k)
         print(
-            f"user {text}: {int(rated.sum())} items already rated, top {len(top)} of {len(candidates):,} others"
+            f"user {text}: {result['already_rated']} items already rated, top {len(result['items'])} of "
+            f"{result['candidates']:,} others"
         )
-        for rank, i in enumerate(top, start=1):
-            title = f"  {titles[item_ids[i]]}" if item_ids[i] in titles else ""
-            print(f"  {rank:>3}. item {item_ids[i]}{title}  {what} {scores[i]:.3f}")
+        for entry in result["items"]:
+            title = f"  {entry['title']}" if "title" in entry else ""
+            print(f"  {entry['rank']:>3}. item {entry['item']}{title}  {what} {entry['score']:.3f}")
 
 
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:

@@ -1,10 +1,8 @@
 """Translation: batches {src, src_mask, tgt_in, tgt_out, tgt_mask}, outputs {logits (B, T, V), attention}.
 
-Both languages get their own subword tokenizer (Hugging Face `tokenizers`: BPE over NFKC text, words
-split at spaces and punctuation, so decoding gives back the text), trained on the training split and
-saved in the checkpoint as tokenizer.json. Ids 0-3 are the same in both vocabularies:
-
-    PAD 0   UNK 1 (characters never seen in training map here; no crash)   BOS 2   EOS 3
+Both languages get their own subword tokenizer (shared/data/tokenize.py), trained on the training split
+and saved in the checkpoint as tokenizer.json. Ids 0-3 are the same in both vocabularies: PAD 0, UNK 1,
+BOS 2, EOS 3.
 
     src       tokens(source) + [EOS]        (N, S) int64, PAD after the end;  src_mask (N, S) bool
     tgt_in    [BOS] + tokens(target)        (N, T) int64: the decoder's input (teacher forcing)
@@ -21,28 +19,47 @@ Config attributes this task reads (fields or properties of the model's Config):
     pad_id                           must be 0, the tokenizers' [PAD]
     decoding                         "greedy" or "beam": how evaluate() decodes
     beam_size, length_penalty        beam width and GNMT alpha (0 ranks by the raw log-probability)
-The twin modules provide call, compute_loss, and encode / decode_step for shared/decoding.py.
+The twin modules provide call and compute_loss; their models' encode / decode_step methods (tensors in
+and out) are bound to numpy by shared/decoding.py's bind(). That decoding gives the same tokens in both
+twins is checked by shared/crosscheck_decoding.py.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
 from shared import decoding
+from shared.checkpoint import read_json
+from shared.crosscheck_decoding import decoding_checks  # noqa: F401  (re-export: its old home)
+from shared.data.iterator import BatchIterator
+from shared.data.tokenize import (
+    BOS_ID,
+    EOS,
+    EOS_ID,
+    PAD,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    decode_ids,
+    encode_texts,
+    tokenizers,
+    tokens_of,
+    train_tokenizer,
+)
+from shared.data.translation import clean
 from shared.errors import UserError
+from shared.frameworks import framework_of
+from shared.metrics import log_softmax
+from shared.plots import attention_heatmap
 from shared.tasks import check_keys
 
 PRIMARY_METRIC = "bleu"
 HIGHER_IS_BETTER = True
 
-PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # trained first, so they get ids 0-3 in both vocabularies
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_ATTRIBUTES = (
     "src_vocab_size",
@@ -54,52 +71,6 @@ CONFIG_ATTRIBUTES = (
     "beam_size",
     "length_penalty",
 )
-
-
-# ---- tokenizers -------------------------------------------------------------------------------------
-
-
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A BPE tokenizer of at most vocab_size tokens, trained on `texts`; decoding restores the text."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.normalizer = normalizers.NFKC()
-    # Words at spaces (kept as a leading "▁"), then punctuation on its own: "quatre-vingt" -> ▁quatre - vingt.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Metaspace(prepend_scheme="first"), pre_tokenizers.Punctuation("isolated")]
-    )
-    tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        show_progress=False,
-        limit_alphabet=max(vocab_size // 2, 1),
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
-
-
-@lru_cache(maxsize=8)
-def tokenizer_from_json(text: str):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_str(text)
-
-
-def tokenizers(state: dict):
-    """(source tokenizer, target tokenizer) of a preprocessing state."""
-    return tokenizer_from_json(state["tokenizers"]["source"]), tokenizer_from_json(
-        state["tokenizers"]["target"]
-    )
-
-
-def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-
-
-def decode_ids(tokenizer, ids) -> str:
-    return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
 
 # ---- batches ----------------------------------------------------------------------------------------
@@ -257,8 +228,6 @@ def checkpoint_files(state: dict) -> dict:
 
 def load_state(checkpoint: dict) -> dict:
     """The state saved by checkpoint_files: preprocessing.json plus the tokenizers of tokenizer.json."""
-    from shared.checkpoint import read_json
-
     for name in ("preprocessing.json", TOKENIZER_FILE):
         if name not in checkpoint["files"]:
             raise UserError(
@@ -276,8 +245,6 @@ def load_state(checkpoint: dict) -> dict:
 
 def metrics(outputs: dict, batch: dict) -> dict[str, float]:
     """Teacher-forced token accuracy and loss (mean cross-entropy per target token) over tgt_mask."""
-    from shared.metrics import log_softmax
-
     logits, target, mask = outputs["logits"], batch["tgt_out"], batch["tgt_mask"]
     logp = np.take_along_axis(log_softmax(logits), target[..., None], axis=-1)[..., 0]  # (N, T)
     count = max(int(mask.sum()), 1)
@@ -289,10 +256,7 @@ def metrics(outputs: dict, batch: dict) -> dict[str, float]:
 
 def stepper(spec, model) -> decoding.Stepper:
     """The twin's encode / decode_step bound to `model`, for shared/decoding.py."""
-    from zoo.spec import framework_of
-
-    impl = spec.impl(framework_of(model))
-    return decoding.Stepper(partial(impl.encode, model), partial(impl.decode_step, model))
+    return decoding.bind(model, framework_of(model), spec.impl(framework_of(model)))
 
 
 def decode(
@@ -324,8 +288,6 @@ def evaluate(spec, model, arrays: Split, config, batch_size: int = 256) -> dict[
     plus teacher-forced token accuracy and loss."""
     import sacrebleu
 
-    from shared.data.iterator import BatchIterator
-
     if not isinstance(arrays, Split):
         raise UserError(
             "translation evaluate() needs a split from shared.tasks.translation.prepare "
@@ -353,8 +315,6 @@ def evaluate(spec, model, arrays: Split, config, batch_size: int = 256) -> dict[
 
 def encode_sources(texts: list[str], config, state: dict) -> dict[str, np.ndarray]:
     """User sentences -> src / src_mask; an empty or over-long source is a UserError naming it."""
-    from shared.data.translation import clean
-
     source_tok, _ = tokenizers(state)
     rows = []
     for text in texts:
@@ -371,16 +331,10 @@ def encode_sources(texts: list[str], config, state: dict) -> dict[str, np.ndarra
     return {"src": arrays["src"], "src_mask": arrays["src_mask"]}
 
 
-def tokens_of(tokenizer, ids) -> list[str]:
-    return [tokenizer.id_to_token(int(i)) for i in ids]
-
-
 def attention_pictures(
     spec, model, config, state: dict, texts: list[str], folder: Path, beam_size: int = 1
 ) -> list[Path]:
     """One attention heatmap PNG per source sentence: target tokens (rows) over source tokens (columns)."""
-    from shared.plots import attention_heatmap
-
     source_tok, target_tok = tokenizers(state)
     batch = encode_sources(texts, config, state)
     folder = Path(folder)
@@ -412,14 +366,10 @@ def after_training(spec, model, splits: dict, config, out: Path, state=None, cou
     return attention_pictures(spec, model, config, test.state, test.sources[:count], Path(out) / "attention")
 
 
-def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
-    """Print each sentence's translation with its log-probability.
-
-    Options (tools/predict.py --opt key=value): beam=K (beam search, K hypotheses; 1 = greedy),
-    nbest=N (print the N best beam hypotheses), max_len=T, length_penalty=alpha, heatmaps=FOLDER
-    (an attention PNG per sentence).
-    """
-    known = {"beam", "nbest", "max_len", "length_penalty", "heatmaps", "top_k"}
+def predict_options(options: dict, config, extra: tuple[str, ...] = ()) -> tuple[int, int, int, float]:
+    """(beam, nbest, max_len, length_penalty) from key=value options, checked; `extra` names other options
+    the caller handles itself (tools/predict.py: heatmaps, top_k)."""
+    known = {"beam", "nbest", "max_len", "length_penalty", *extra}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(
@@ -431,7 +381,7 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
         nbest = int(options.get("nbest", 1))
         max_len = int(options.get("max_len", config.max_tgt_len))
         alpha = float(options.get("length_penalty", config.length_penalty))
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise UserError(
             f"bad option value ({err}): beam, nbest and max_len take integers, length_penalty a number"
         ) from None
@@ -440,83 +390,68 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
             f"need beam >= 1, 1 <= nbest <= beam and max_len >= 1; found beam={beam}, nbest={nbest}, "
             f"max_len={max_len}"
         )
-    source_tok, target_tok = tokenizers(state)
-    batch = encode_sources(inputs, config, state)
-    step = stepper(spec, model)
+    return beam, nbest, max_len, alpha
+
+
+def translate(
+    step: decoding.Stepper, batch: dict, beam: int, max_len: int, alpha: float
+) -> list[list[decoding.Hypothesis]]:
+    """Hypotheses per source of an encode_sources batch, best first: greedy (one) when beam is 1."""
     if beam == 1:
-        results = [
+        return [
             [h]
             for h in decoding.greedy(
                 step, batch["src"], batch["src_mask"], bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len
             )
         ]
-    else:
-        results = decoding.beam_search(
-            step,
-            batch["src"],
-            batch["src_mask"],
-            bos_id=BOS_ID,
-            eos_id=EOS_ID,
-            max_len=max_len,
-            beam_size=beam,
-            alpha=alpha,
-        )
-    method = "greedy" if beam == 1 else f"beam {beam}, length penalty {alpha:g}"
+    return decoding.beam_search(
+        step,
+        batch["src"],
+        batch["src_mask"],
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        max_len=max_len,
+        beam_size=beam,
+        alpha=alpha,
+    )
+
+
+def decoding_method(beam: int, alpha: float) -> str:
+    return "greedy" if beam == 1 else f"beam {beam}, length penalty {alpha:g}"
+
+
+def hypothesis_result(hyp: decoding.Hypothesis, target_tok) -> dict:
+    """One hypothesis as tools/predict.py reports it: the text, its log-probability, whether EOS ended it."""
+    return {
+        "translation": decode_ids(target_tok, hyp.tokens),
+        "log_prob": float(hyp.score),
+        "finished": hyp.finished,
+    }
+
+
+def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
+    """Print each sentence's translation with its log-probability.
+
+    Options (tools/predict.py --opt key=value): beam=K (beam search, K hypotheses; 1 = greedy),
+    nbest=N (print the N best beam hypotheses), max_len=T, length_penalty=alpha, heatmaps=FOLDER
+    (an attention PNG per sentence).
+    """
+    beam, nbest, max_len, alpha = predict_options(options, config, extra=("heatmaps", "top_k"))
+    _, target_tok = tokenizers(state)
+    batch = encode_sources(inputs, config, state)
+    results = translate(stepper(spec, model), batch, beam, max_len, alpha)
+    method = decoding_method(beam, alpha)
     for i, (text, hyps) in enumerate(zip(inputs, results)):
         unknown_count = int((batch["src"][i] == UNK_ID).sum())
         note = f", {unknown_count} unknown source token(s)" if unknown_count else ""
         for rank, hyp in enumerate(hyps[:nbest]):
-            ended = "" if hyp.finished else f", stopped at max_len={max_len}"
+            result = hypothesis_result(hyp, target_tok)
+            ended = "" if result["finished"] else f", stopped at max_len={max_len}"
             label = f"{rank + 1}. " if nbest > 1 else ""
             print(
-                f"{text} -> {label}{decode_ids(target_tok, hyp.tokens)}    "
-                f"(log-prob {hyp.score:.4f}, {method}{ended}{note})"
+                f"{text} -> {label}{result['translation']}    "
+                f"(log-prob {result['log_prob']:.4f}, {method}{ended}{note})"
             )
     if options.get("heatmaps"):
         for path in attention_pictures(spec, model, config, state, inputs, Path(options["heatmaps"]), beam):
             print(f"attention heatmap: {path}")
-
-
-# ---- cross-framework decoding check (SPEC.extra_checks) ---------------------------------------------
-
-
-def decoding_checks(spec, config, sources: int = 6, beam_size: int = 3, seed: int = 21) -> list:
-    """With the same weights, greedy and beam search give the same tokens in both twins on random sources."""
-    import keras
-    import torch
-
-    from shared.crosscheck import Check
-
-    torch.manual_seed(seed)
-    keras.utils.set_random_seed(seed)
-    torch_model, keras_model = spec.build("torch", config), spec.build("keras", config)
-    spec.set_weights(keras_model, spec.get_weights(torch_model))
-    batch = example_batch(config, batch_size=sources, seed=seed)
-    max_len = min(config.max_tgt_len, 12)
-    checks = []
-    for name, width in (("greedy", 1), ("beam", beam_size)):
-        found = [
-            decode(spec, m, config, batch["src"], batch["src_mask"], beam_size=width, max_len=max_len)
-            for m in (torch_model, keras_model)
-        ]
-        same = sum(t.tokens == k.tokens for t, k in zip(*found))
-        score_err = max(abs(t.score - k.score) / max(1.0, abs(t.score)) for t, k in zip(*found))
-        attention_err = max(
-            float(np.max(np.abs(t.attention - k.attention)))
-            if t.attention is not None and t.tokens == k.tokens
-            else 0.0
-            for t, k in zip(*found)
-        )
-        passed = same == sources and score_err <= 1e-5 and attention_err <= 1e-5
-        checks.append(
-            Check(
-                f"{name}_decoding_identical",
-                max(score_err, attention_err),
-                1e-5,
-                passed,
-                f"{same}/{sources} identical token sequences (max_len {max_len}"
-                f"{'' if width == 1 else f', beam {width}'}); worst of relative score error and "
-                "attention error",
-            )
-        )
-    return checks

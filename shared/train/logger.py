@@ -1,4 +1,4 @@
-"""Run logging without a framework: metrics.csv, TensorBoard event files, and a curves PNG."""
+"""Run logging without a framework: metrics.csv (per epoch), steps.csv (per step), TensorBoard event files."""
 
 from __future__ import annotations
 
@@ -65,3 +65,37 @@ class RunLogger:
     def close(self) -> None:
         if self._writer:
             self._writer.close()
+
+
+class StepLog:
+    """steps.csv, appended row by row (flushed: a killed run keeps its steps); on resume it is cut back
+    to the snapshot's step."""
+
+    FIELDS = ("step", "loss", "lr")
+
+    def __init__(self, path: Path, enabled: bool, keep_before: int | None = None):
+        self.rows: list[dict] = []
+        self._file = None
+        if not enabled:
+            return
+        if keep_before is not None and path.is_file():
+            with open(path, newline="") as f:
+                self.rows = [
+                    {"step": int(r["step"]), "loss": float(r["loss"]), "lr": float(r["lr"])}
+                    for r in csv.DictReader(f)
+                    if int(r["step"]) < keep_before
+                ]
+        self._file = open(path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS)
+        self._writer.writeheader()
+        self._writer.writerows(self.rows)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self._file:
+            self._writer.writerow(row)
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()

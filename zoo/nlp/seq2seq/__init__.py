@@ -1,23 +1,6 @@
-"""nlp/seq2seq: GRU encoder-decoder with Bahdanau attention (Bahdanau, Cho and Bengio 2015)."""
+"""nlp/seq2seq: GRU encoder-decoder with Bahdanau attention (Bahdanau, Cho and Bengio 2015).
 
-from shared.tasks.translation import decoding_checks
-from zoo.nlp.seq2seq.config import Config
-from zoo.spec import ModelSpec
-
-SPEC = ModelSpec(
-    name="nlp/seq2seq",
-    task="translation",
-    dataset="numbers-en-fr",
-    package=__name__,
-    config_cls=Config,
-    extra_checks=decoding_checks,  # greedy and beam search give the same tokens in both twins
-    smoke_config={
-        "epochs": 1,
-        "batch_size": 32,
-        "embedding_dim": 16,
-        "hidden_size": 16,
-        "attention_dim": 16,
-        "warmup_steps": 0,
-    },
-    smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
-)
+config.py (standard library), torch_impl.py (torch), keras_impl.py (Keras + torchlike.py) and weights.py
+(numpy + weightmap.py) make the model; spec.py registers it with the zoo's harness. README.md says how
+to copy the folder into another project.
+"""

@@ -1,18 +1,17 @@
 """GRU encoder-decoder with Bahdanau (additive) attention (Bahdanau, Cho and Bengio 2015) in PyTorch.
-Parameter names are the canonical weight names. Line-aligned with keras_impl.py.
+Parameter names are the canonical weight names. keras_impl.py mirrors this file class for class.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from zoo.nlp.seq2seq.config import ATTENTION_MASK_VALUE, Config
+from .config import ATTENTION_MASK_VALUE, Config
 
 
 class Encoder(nn.Module):
@@ -40,7 +39,7 @@ class Encoder(nn.Module):
         outputs, final = self.rnn(packed)  # final: (layers * directions, B, H)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])  # (B, S, E)
         directions = 2 if self.rnn.bidirectional else 1
-        final = torch.cat(list(final[-directions:]), dim=-1)  # top layer, both directions: (B, E)
+        final = torch.cat(list(final[-directions:]), dim=-1)  # top layer's directions: (B, E)
         return outputs, final
 
 
@@ -50,8 +49,9 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, config: Config):
         super().__init__()
-        self.query_proj = nn.Linear(config.hidden_size, config.attention_dim, bias=False)  # W_q
-        self.score_proj = nn.Linear(config.attention_dim, 1, bias=False)  # v
+        # W_q and v of the score; W_k is Seq2Seq.key_proj.
+        self.query_proj = nn.Linear(config.hidden_size, config.attention_dim, bias=False)
+        self.score_proj = nn.Linear(config.attention_dim, 1, bias=False)
 
     def forward(self, query, keys, values, src_mask):
         # query (B, H): the decoder state; keys (B, S, A) = W_k h, computed once per source; values (B, S, E)
@@ -71,13 +71,11 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(config.embedding_dropout)
         self.attention = AdditiveAttention(config)
         self.rnn = nn.ModuleList(
-            [
-                nn.GRUCell(
-                    config.embedding_dim + config.encoder_dim if i == 0 else config.hidden_size,
-                    config.hidden_size,
-                )
-                for i in range(config.decoder_layers)
-            ]
+            nn.GRUCell(
+                config.embedding_dim + config.encoder_dim if i == 0 else config.hidden_size,
+                config.hidden_size,
+            )
+            for i in range(config.decoder_layers)
         )
         self.rnn_dropout = nn.Dropout(config.rnn_dropout)
         # The readout sees the new state, the context and the previous token, as in the paper.
@@ -107,7 +105,7 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(config)
         # s_0 = tanh(W_s [h_fwd; h_bwd]) for every decoder layer (the paper: tanh(W_s h_bwd_1)).
         self.bridge = nn.Linear(config.encoder_dim, config.decoder_layers * config.hidden_size)
-        self.key_proj = nn.Linear(config.encoder_dim, config.attention_dim, bias=False)  # the attention's W_k
+        self.key_proj = nn.Linear(config.encoder_dim, config.attention_dim, bias=False)  # W_k
         self.decoder = Decoder(config)
         self.reset_parameters(config)
 
@@ -127,14 +125,24 @@ class Seq2Seq(nn.Module):
                     nn.init.uniform_(tensor, -bound, bound)
 
     def encode(self, src, src_mask):
+        """What every decoder step reads (memory) and its first state: dicts of batch-first tensors."""
         values, final = self.encoder(src, src_mask)  # (B, S, E), (B, E)
         keys = self.key_proj(values)  # (B, S, A): W_k h, once per source
-        hidden = torch.tanh(self.bridge(final))  # (B, layers * H)
-        hidden = hidden.reshape(-1, self.config.decoder_layers, self.config.hidden_size)  # (B, layers, H)
-        return keys, values, list(hidden.unbind(dim=1))
+        hidden = torch.tanh(self.bridge(final))  # (B, layers * H), then (B, layers, H)
+        hidden = hidden.reshape(-1, self.config.decoder_layers, self.config.hidden_size)
+        return {"keys": keys, "values": values, "src_mask": src_mask}, {"hidden": hidden}
+
+    def decode_step(self, memory, state, tokens):
+        """One step for every row (greedy and beam search): next-token logits, new state, attention."""
+        hidden = list(state["hidden"].unbind(dim=1))  # layers x (B, H)
+        logits, hidden, weights = self.decoder(
+            tokens, hidden, memory["keys"], memory["values"], memory["src_mask"]
+        )
+        return logits, {"hidden": torch.stack(hidden, dim=1)}, weights  # (B, V), (B, layers, H), (B, S)
 
     def forward(self, src, src_mask, tgt_in):
-        keys, values, hidden = self.encode(src, src_mask)
+        memory, state = self.encode(src, src_mask)
+        keys, values, hidden = memory["keys"], memory["values"], list(state["hidden"].unbind(dim=1))
         logits, attention = [], []
         for t in range(tgt_in.shape[1]):  # teacher forcing: step t reads the reference token t - 1
             step_logits, hidden, weights = self.decoder(tgt_in[:, t], hidden, keys, values, src_mask)
@@ -164,33 +172,3 @@ def compute_loss(outputs: dict, batch: dict, config: Config) -> torch.Tensor:
     mask = batch["tgt_mask"].flatten().to(losses.dtype)
     return torch.sum(losses * mask) / torch.clamp(torch.sum(mask), min=1.0)
 
-
-# ---- decoding: the step functions of shared/decoding.py (numpy in, numpy out) ----------------------
-
-
-def _tensor(model: Seq2Seq, array: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(array), device=next(model.parameters()).device)
-
-
-@torch.no_grad()
-def encode(model: Seq2Seq, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict, dict]:
-    model.eval()
-    keys, values, hidden = model.encode(_tensor(model, src), _tensor(model, src_mask))
-    memory = {"keys": keys, "values": values, "src_mask": _tensor(model, src_mask)}
-    state = {"hidden": torch.stack(hidden, dim=1)}  # (B, layers, H)
-    return ({k: v.cpu().numpy() for k, v in memory.items()}, {k: v.cpu().numpy() for k, v in state.items()})
-
-
-@torch.no_grad()
-def decode_step(model: Seq2Seq, memory: dict, state: dict, tokens: np.ndarray):
-    model.eval()
-    hidden = list(_tensor(model, state["hidden"]).unbind(dim=1))  # layers x (N, H)
-    logits, hidden, weights = model.decoder(
-        _tensor(model, tokens),
-        hidden,
-        _tensor(model, memory["keys"]),
-        _tensor(model, memory["values"]),
-        _tensor(model, memory["src_mask"]),
-    )
-    state = {"hidden": torch.stack(hidden, dim=1).cpu().numpy()}  # (N, layers, H)
-    return logits.cpu().numpy(), state, weights.cpu().numpy()

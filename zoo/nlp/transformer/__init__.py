@@ -1,25 +1,2 @@
-"""nlp/transformer: the encoder-decoder Transformer (Vaswani et al. 2017), keras-hub layers against torch.nn."""
-
-from shared.tasks.translation import decoding_checks
-from zoo.nlp.transformer.config import Config
-from zoo.spec import ModelSpec
-
-SPEC = ModelSpec(
-    name="nlp/transformer",
-    task="translation",
-    dataset="numbers-en-fr",
-    package=__name__,
-    config_cls=Config,
-    extra_checks=decoding_checks,  # greedy and beam search give the same tokens in both twins
-    smoke_config={
-        "epochs": 1,
-        "batch_size": 32,
-        "d_model": 16,
-        "num_heads": 2,
-        "num_encoder_layers": 1,
-        "num_decoder_layers": 1,
-        "ffn_dim": 32,
-        "warmup_steps": 4,
-    },
-    smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
-)
+"""nlp/transformer: the encoder-decoder Transformer (Vaswani et al. 2017), torch.nn.MultiheadAttention against
+keras.layers.MultiHeadAttention. The folder is the unit you copy: see README.md, "Copying this model"."""

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import tasks
+from shared.cli import Parser, check_fw, main_wrapper
+from shared.frameworks import framework_of
+from shared.models import load_model
 from shared.tasks import translation as task
 
 KINDS = {  # name -> (title, rows label, columns label)
@@ -75,8 +79,6 @@ def write_attention_maps(
     spec, model, config, state: dict, texts: list[str], folder: str | Path
 ) -> list[Path]:
     """Three PNGs per sentence (encoder_self, decoder_self, cross) in `folder`; returns their paths."""
-    from zoo.spec import framework_of
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source_tok, target_tok = task.tokenizers(state)
@@ -109,10 +111,6 @@ def write_attention_maps(
 
 
 def main(argv=None) -> int:
-    from shared import tasks
-    from shared.cli import Parser, check_fw
-    from shared.models import load_model
-
     parser = Parser(prog="python -m zoo.nlp.transformer.attention", description=__doc__)
     parser.add_argument("checkpoint", help="run folder or checkpoint folder of nlp/transformer")
     parser.add_argument("sentences", nargs="+", help="source sentences")
@@ -130,6 +128,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from shared.cli import main_wrapper
-
     main_wrapper(main)()

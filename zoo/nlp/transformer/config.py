@@ -1,19 +1,20 @@
-"""Every hyperparameter of the encoder-decoder Transformer, read by both twins and both trainers."""
+"""Every hyperparameter of the encoder-decoder Transformer, read by both twins and both trainers.
+
+Standard library only: the folder lifts out of the zoo (see README.md, "Copying this model"). validate()
+raises ValueError with a one-line message; the zoo's CLI prints it and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from shared.errors import UserError
-from shared.recipe import Recipe
-
 POSITIONS = ("sinusoidal", "learned")
 ACTIVATIONS = ("relu", "gelu")  # gelu is the exact (erf) form in both frameworks
 
 
 @dataclass
-class Config(Recipe):
+class Config:
     # Vocabularies and lengths (shared/tasks/translation.py trains its tokenizers to at most these sizes).
     src_vocab_size: int = 128
     tgt_vocab_size: int = 128
@@ -29,9 +30,7 @@ class Config(Recipe):
     activation: str = "relu"
     dropout: float = 0.1  # embeddings, attention probabilities, and each sublayer's output
     norm_first: bool = False  # False: post-LN as in the paper; True: pre-LN plus a final LayerNorm per stack
-    layer_norm_epsilon: float = (
-        1e-5  # torch's default and keras-hub's; keras.layers.LayerNormalization's is 1e-3
-    )
+    layer_norm_epsilon: float = 1e-5  # torch's default; keras.layers.LayerNormalization's is 1e-3
     positions: str = "sinusoidal"  # or "learned": a (max_src_len, d_model) and a (max_tgt_len, d_model) table
     max_wavelength: float = 10000.0  # sinusoidal positions: wavelengths from 2*pi to 2*pi*max_wavelength
     tie_output_projection: bool = True  # logits = decoder output @ target embedding^T (Press & Wolf 2017)
@@ -43,31 +42,35 @@ class Config(Recipe):
     decoding: str = "greedy"  # "greedy" or "beam"
     beam_size: int = 4
     length_penalty: float = 0.0  # GNMT alpha; 0 ranks beams by their summed log-probability
-    # Recipe for numbers-en-fr on a laptop CPU (the model card's results come from these values).
+    # Recipe for numbers-en-fr on a laptop CPU (the model card's results come from these values); every
+    # training field the zoo's trainers read (shared/recipe.py RECIPE_FIELDS) is declared here.
     epochs: int = 3
     batch_size: int = 64
+    eval_batch_size: int = 256
     optimizer: str = "adam"
     lr: float = 1e-3  # the peak, reached at warmup_steps (the paper's d_model^-0.5 * warmup^-0.5 folded in)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98  # the paper's value (torch and Keras default to 0.999)
     adam_epsilon: float = 1e-9  # the paper's value
+    sgd_momentum: float = 0.9  # read only with optimizer="sgd"
+    weight_decay: float = 0.0
     schedule: str = "inverse_sqrt"  # linear warm-up, then lr * sqrt(warmup_steps / step)
     warmup_steps: int = 200
     label_smoothing: float = 0.1  # the paper's epsilon_ls; the target is (1 - e) one-hot + e / tgt_vocab_size
     grad_clip_norm: float = 1.0  # global L2 norm (not in the paper): a guard for the first steps
+    seed: int = 0
 
     def validate(self) -> None:
-        super().validate()
         if self.d_model < 1 or self.num_heads < 1 or self.d_model % self.num_heads:
-            raise UserError(
+            raise ValueError(
                 f"d_model must be a positive multiple of num_heads (each head gets d_model / num_heads "
                 f"dimensions); found d_model={self.d_model}, num_heads={self.num_heads}: change one of them"
             )
         for name in ("src_vocab_size", "tgt_vocab_size"):
             if getattr(self, name) < 4:
-                raise UserError(f"{name} must be >= 4 (pad, unknown, BOS, EOS); found {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 4 (pad, unknown, BOS, EOS); found {getattr(self, name)}")
         if self.pad_id != 0:
-            raise UserError(f"pad_id must be 0, the translation tokenizers' [PAD]; found {self.pad_id}")
+            raise ValueError(f"pad_id must be 0, the translation tokenizers' [PAD]; found {self.pad_id}")
         for name in (
             "num_encoder_layers",
             "num_decoder_layers",
@@ -77,19 +80,19 @@ class Config(Recipe):
             "beam_size",
         ):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 1; found {getattr(self, name)}")
         if self.positions not in POSITIONS:
-            raise UserError(f"positions must be one of {', '.join(POSITIONS)}; found {self.positions!r}")
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}; found {self.positions!r}")
         if self.activation not in ACTIVATIONS:
-            raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}; found {self.activation!r}")
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; found {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1); found {self.dropout}")
+            raise ValueError(f"dropout must be in [0, 1); found {self.dropout}")
         if self.decoding not in ("greedy", "beam"):
-            raise UserError(f"decoding must be 'greedy' or 'beam'; found {self.decoding!r}")
+            raise ValueError(f"decoding must be 'greedy' or 'beam'; found {self.decoding!r}")
         if self.length_penalty < 0:
-            raise UserError(f"length_penalty must be >= 0; found {self.length_penalty}")
+            raise ValueError(f"length_penalty must be >= 0; found {self.length_penalty}")
         if self.layer_norm_epsilon <= 0 or self.max_wavelength <= 1 or self.embedding_init_std < 0:
-            raise UserError(
+            raise ValueError(
                 "layer_norm_epsilon > 0, max_wavelength > 1 and embedding_init_std >= 0 are required"
             )
 
@@ -115,7 +118,7 @@ class Config(Recipe):
         ):
             limit = getattr(self, name)
             if length is not None and length > limit:
-                raise UserError(
+                raise ValueError(
                     f"the {side} has {length} tokens (EOS or BOS included) but the model reads at most {name}="
                     f"{limit}: shorten the input, or train a model with a larger --set {name}=..."
                 )

@@ -1,7 +1,10 @@
-"""Encoder-decoder Transformer (Vaswani et al. 2017) in Keras 3 from keras-hub layers (keras.ops only:
-TensorFlow or PyTorch backend). Line-aligned with torch_impl.py; weight_map() maps every variable to the
-torch twin's names (torch.nn.Transformer's) and joins Keras' per-head query/key/value kernels into
-torch's fused in-projection.
+"""Encoder-decoder Transformer (Vaswani et al. 2017) in Keras 3, on keras.layers.MultiHeadAttention.
+
+Layer names are torch_impl.py's attribute names (encoder/layers_0/self_attn/query/kernel, decoder/layers_0/
+multihead_attn/attention_output/kernel, linear1, norm3 ...); weights.py maps each variable to the torch
+twin's name and joins the per-head query/key/value kernels into torch's fused in-projection. keras.ops
+only: TensorFlow or PyTorch backend. This file mirrors torch_impl.py class for class and attribute for
+attribute; Keras' defaults (Glorot-uniform kernels, zero biases) are the Config's initialisation.
 """
 
 from __future__ import annotations
@@ -9,89 +12,151 @@ from __future__ import annotations
 import warnings
 
 import keras
-import keras_hub
 import numpy as np
 from keras import layers, ops
 
-from weightmap import DENSE, Row, Transform, embedding, layer_norm, row
-from weightmap import dense as dense_rows
-from zoo.nlp.transformer.config import Config
+from .config import Config
 
-MODEL_NAME = "transformer"  # the first part of every Keras variable path
-# torch.nn.init.xavier_uniform_ per projection matrix: EinsumDense hands Glorot the kernel's input and output
-# axes, so an attention kernel (E, heads, head_dim) gets fans E and E, as torch's (E, E) blocks do.
-GLOROT = keras.initializers.GlorotUniform()
-# A dropout layer's RNG state: a Keras variable that is no weight (nothing in torch's state_dict).
-KERAS_RNG = Transform("keras_only_rng_state", lambda arrays: [], lambda arrays: [])
+ACTIVATIONS = {"relu": keras.activations.relu, "gelu": keras.activations.gelu}  # exact erf gelu, as F.gelu
+
+
+def normal(config: Config) -> keras.initializers.Initializer:
+    """N(0, embedding_std^2): embeddings, position tables, the untied projection (a fresh one for each)."""
+    return keras.initializers.RandomNormal(stddev=config.embedding_std)
+
+
+class SinePositionEncoding(layers.Layer):
+    """Sinusoidal positions (section 3.5): sin on even features, cos on odd ones, no weights."""
+
+    def __init__(self, max_wavelength: float, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = max_wavelength
+
+    def call(self, x):
+        length, dim = ops.shape(x)[1], ops.shape(x)[2]  # x: (B, T, E); computed in x's dtype, as in torch
+        positions = ops.cast(ops.arange(length), self.compute_dtype)  # (T,)
+        features = ops.arange(dim)
+        min_freq = ops.cast(1.0 / self.max_wavelength, self.compute_dtype)
+        timescales = ops.power(min_freq, ops.cast(2 * (features // 2), self.compute_dtype) / dim)  # (E,)
+        angles = positions[:, None] * timescales[None, :]  # (T, E)
+        cos_mask = ops.cast(features % 2, self.compute_dtype)
+        encoding = ops.sin(angles) * (1 - cos_mask) + ops.cos(angles) * cos_mask  # (T, E)
+        return ops.broadcast_to(encoding, ops.shape(x))  # (B, T, E)
+
+
+class PositionEmbedding(layers.Layer):
+    """Learned positions: a (length, E) table, sliced to the sequence."""
+
+    def __init__(self, length: int, dim: int, initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.table_shape, self.initializer = (length, dim), initializer
+
+    def call(self, x):
+        return ops.broadcast_to(self.weight[: ops.shape(x)[1]], ops.shape(x))  # (B, T, E)
+
+    def build(self, input_shape):  # Keras creates weights when it first sees an input
+        self.weight = self.add_weight(shape=self.table_shape, initializer=self.initializer, name="weight")
+
+
+def embedding(config: Config, vocab_size: int, name: str) -> layers.Embedding:
+    return layers.Embedding(vocab_size, config.d_model, embeddings_initializer=normal(config), name=name)
 
 
 def positions(config: Config, length: int, name: str) -> layers.Layer:
     if config.positions == "learned":
-        init = keras.initializers.RandomNormal(stddev=config.embedding_std)
-        return keras_hub.layers.PositionEmbedding(length, initializer=init, name=name)
-    return keras_hub.layers.SinePositionEncoding(max_wavelength=config.max_wavelength, name=name)
+        return PositionEmbedding(length, config.d_model, normal(config), name=name)
+    return SinePositionEncoding(config.max_wavelength, name=name)
 
 
-def layer_options(config: Config) -> dict:
-    """What keras_hub's TransformerEncoder and TransformerDecoder take, from the Config."""
-    return dict(intermediate_dim=config.ffn_dim, num_heads=config.num_heads, dropout=config.dropout,
-                activation=config.activation, layer_norm_epsilon=config.layer_norm_epsilon,
-                kernel_initializer=GLOROT, bias_initializer="zeros", normalize_first=config.norm_first)
+def attention(config: Config, name: str) -> layers.MultiHeadAttention:
+    return layers.MultiHeadAttention(config.num_heads, config.head_dim, dropout=config.dropout, name=name)
 
 
-def layer_norm_layer(config: Config, name: str) -> layers.LayerNormalization:
+def layer_norm(config: Config, name: str) -> layers.LayerNormalization:
     return layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name=name)
 
 
-def decoder_layer_with_scores(layer, x, memory, tgt_padding_mask, src_padding_mask):
-    """keras_hub's TransformerDecoder.call in eval mode, replayed to return its attention probabilities too
-    (the layer keeps them to itself). tests/test_transformer.py holds it equal to the layer's own call."""
-    length = ops.shape(x)[1]
-    causal = ops.tril(ops.ones((length, length), dtype="int32"))  # (T, T) 1 where j <= i
-    self_mask = ops.minimum(ops.cast(tgt_padding_mask, "int32")[:, None, :], causal[None])  # (B, T, T)
-    cross_mask = ops.cast(src_padding_mask, "int32")[:, None, :]  # (B, 1, S)
-    residual = x
-    if layer.normalize_first:
-        x = layer._self_attention_layer_norm(x)
-    x, self_scores = layer._self_attention_layer(query=x, value=x, attention_mask=self_mask,
-                                                 return_attention_scores=True)  # (B, T, E); (B, H, T, T)
-    x = x + residual
-    if not layer.normalize_first:
-        x = layer._self_attention_layer_norm(x)
-    residual = x
-    if layer.normalize_first:
-        x = layer._cross_attention_layer_norm(x)
-    x, cross_scores = layer._cross_attention_layer(query=x, value=memory, attention_mask=cross_mask,
-                                                   return_attention_scores=True)  # (B, T, E); (B, H, T, S)
-    x = x + residual
-    if not layer.normalize_first:
-        x = layer._cross_attention_layer_norm(x)
-    residual = x
-    if layer.normalize_first:
-        x = layer._feedforward_layer_norm(x)
-    x = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))  # (B, T, F) -> (B, T, E)
-    x = x + residual
-    if not layer.normalize_first:
-        x = layer._feedforward_layer_norm(x)
-    return x, self_scores, cross_scores
+class ResidualLayer(layers.Layer):
+    """What EncoderLayer and DecoderLayer share: the residual sublayer and the feed-forward."""
+
+    def __init__(self, config: Config, **kwargs):
+        super().__init__(**kwargs)
+        self.norm_first, self.activation = config.norm_first, ACTIVATIONS[config.activation]
+
+    def sublayer(self, x, norm: layers.LayerNormalization, dropout: layers.Dropout, f):
+        """Post-LN (the paper): norm(x + dropout(f(x))); pre-LN: x + dropout(f(norm(x))).
+        f returns (y, attention probabilities or None)."""
+        y, scores = f(norm(x) if self.norm_first else x)
+        x = x + dropout(y)
+        return x if self.norm_first else norm(x), scores
+
+    def feed_forward(self, x):
+        return self.linear2(self.activation(self.linear1(x))), None  # (B, T, F) -> (B, T, E); no map
+
+
+class EncoderLayer(ResidualLayer):
+    """Self-attention, then feed-forward, each a residual sublayer."""
+
+    def __init__(self, config: Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.self_attn = attention(config, "self_attn")
+        self.norm1 = layer_norm(config, "norm1")
+        self.dropout1 = layers.Dropout(config.dropout, name="dropout1")
+        self.linear1 = layers.Dense(config.ffn_dim, name="linear1")
+        self.linear2 = layers.Dense(config.d_model, name="linear2")
+        self.norm2 = layer_norm(config, "norm2")
+        self.dropout2 = layers.Dropout(config.dropout, name="dropout2")
+
+    def call(self, x, padding_mask, need_weights: bool = False):  # the maps come back whatever need_weights
+        # x: (B, S, E); padding_mask: (B, S), True on real tokens (Keras attends where True).
+        x, scores = self.sublayer(x, self.norm1, self.dropout1, lambda y: self.self_attn(
+            y, y, y, attention_mask=padding_mask[:, None, :],
+            return_attention_scores=True))  # (B, S, E); (B, H, S, S)
+        x, _ = self.sublayer(x, self.norm2, self.dropout2, self.feed_forward)  # (B, S, E)
+        return x, scores
+
+
+class DecoderLayer(ResidualLayer):
+    """Causal self-attention, cross-attention over the encoder's output, feed-forward."""
+
+    def __init__(self, config: Config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.self_attn = attention(config, "self_attn")
+        self.norm1 = layer_norm(config, "norm1")
+        self.dropout1 = layers.Dropout(config.dropout, name="dropout1")
+        self.multihead_attn = attention(config, "multihead_attn")
+        self.norm2 = layer_norm(config, "norm2")
+        self.dropout2 = layers.Dropout(config.dropout, name="dropout2")
+        self.linear1 = layers.Dense(config.ffn_dim, name="linear1")
+        self.linear2 = layers.Dense(config.d_model, name="linear2")
+        self.norm3 = layer_norm(config, "norm3")
+        self.dropout3 = layers.Dropout(config.dropout, name="dropout3")
+
+    def call(self, x, memory, tgt_padding_mask, src_padding_mask, need_weights: bool = False):
+        # x: (B, T, E); memory: (B, S, E); masks (B, T) and (B, S), True on real tokens.
+        length = ops.shape(x)[1]
+        past = ops.tril(ops.ones((length, length), dtype="bool"))  # (T, T) True where j <= i
+        x, self_scores = self.sublayer(x, self.norm1, self.dropout1, lambda y: self.self_attn(
+            y, y, y, attention_mask=ops.logical_and(tgt_padding_mask[:, None, :], past),
+            return_attention_scores=True))  # (B, T, E); (B, H, T, T)
+        x, cross_scores = self.sublayer(x, self.norm2, self.dropout2, lambda y: self.multihead_attn(
+            y, memory, memory, attention_mask=src_padding_mask[:, None, :],
+            return_attention_scores=True))  # (B, T, E); (B, H, T, S)
+        x, _ = self.sublayer(x, self.norm3, self.dropout3, self.feed_forward)  # (B, T, E)
+        return x, self_scores, cross_scores
 
 
 class Encoder(layers.Layer):
     def __init__(self, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.blocks = [keras_hub.layers.TransformerEncoder(**layer_options(config), name=f"layers_{i}")
-                       for i in range(config.num_encoder_layers)]
+        self.layers = [EncoderLayer(config, name=f"layers_{i}") for i in range(config.num_encoder_layers)]
         # Pre-LN leaves the residual stream un-normalised: one LayerNorm closes the stack.
-        self.norm = layer_norm_layer(config, "norm") if config.norm_first else None
+        self.norm = layer_norm(config, "norm") if config.norm_first else None
 
-    def call(self, x, padding_mask, need_weights: bool = False, training=None):
+    def call(self, x, padding_mask, need_weights: bool = False):
         maps = []
-        for layer in self.blocks:
-            if need_weights:
-                x, scores = layer(x, padding_mask=padding_mask, return_attention_scores=True,
-                                  training=training)  # (B, S, E); (B, H, S, S)
-            else:
-                x, scores = layer(x, padding_mask=padding_mask, training=training), None  # (B, S, E)
+        for layer in self.layers:
+            x, scores = layer(x, padding_mask, need_weights=need_weights)  # (B, S, E); (B, H, S, S)
             maps.append(scores)
         if self.norm is not None:
             x = self.norm(x)
@@ -101,20 +166,14 @@ class Encoder(layers.Layer):
 class Decoder(layers.Layer):
     def __init__(self, config: Config, **kwargs):
         super().__init__(**kwargs)
-        self.blocks = [keras_hub.layers.TransformerDecoder(**layer_options(config), name=f"layers_{i}")
-                       for i in range(config.num_decoder_layers)]
-        self.norm = layer_norm_layer(config, "norm") if config.norm_first else None
+        self.layers = [DecoderLayer(config, name=f"layers_{i}") for i in range(config.num_decoder_layers)]
+        self.norm = layer_norm(config, "norm") if config.norm_first else None
 
-    def call(self, x, memory, tgt_padding_mask, src_padding_mask, need_weights: bool = False, training=None):
+    def call(self, x, memory, tgt_padding_mask, src_padding_mask, need_weights: bool = False):
         maps = []
-        for layer in self.blocks:
-            if need_weights:  # eval only: the replay has no dropout
-                x, self_scores, cross_scores = decoder_layer_with_scores(layer, x, memory, tgt_padding_mask,
-                                                                         src_padding_mask)  # (B, T, E)
-            else:
-                x, self_scores, cross_scores = layer(x, memory, decoder_padding_mask=tgt_padding_mask,
-                                                     encoder_padding_mask=src_padding_mask, use_causal_mask=True,
-                                                     training=training), None, None  # (B, T, E)
+        for layer in self.layers:
+            x, self_scores, cross_scores = layer(x, memory, tgt_padding_mask, src_padding_mask,
+                                                 need_weights=need_weights)  # (B, T, E)
             maps.append((self_scores, cross_scores))  # (B, H, T, T), (B, H, T, S)
         if self.norm is not None:
             x = self.norm(x)
@@ -123,38 +182,38 @@ class Decoder(layers.Layer):
 
 class Transformer(keras.Model):
     def __init__(self, config: Config, **kwargs):
-        super().__init__(name=MODEL_NAME, **kwargs)
+        super().__init__(name="transformer", **kwargs)
         self.config = config
-        init = keras.initializers.RandomNormal(stddev=config.embedding_std)
-        self.src_embed = layers.Embedding(config.src_vocab_size, config.d_model, embeddings_initializer=init,
-                                          name="src_embed")
-        # Tied: the target embedding is the output projection (reverse=True); else a separate (E, V) one.
-        self.tgt_embed = keras_hub.layers.ReversibleEmbedding(
-            config.tgt_vocab_size, config.d_model, tie_weights=config.tie_output_projection,
-            embeddings_initializer=init, name="tgt_embed")
+        self.src_embed = embedding(config, config.src_vocab_size, "src_embed")
+        self.tgt_embed = embedding(config, config.tgt_vocab_size, "tgt_embed")
         self.src_positions = positions(config, config.max_src_len, "src_positions")
         self.tgt_positions = positions(config, config.max_tgt_len, "tgt_positions")
         self.embed_dropout = layers.Dropout(config.dropout, name="embed_dropout")
         self.encoder = Encoder(config, name="encoder")
         self.decoder = Decoder(config, name="decoder")
+        # Tied: the target embedding is the output projection; else a separate bias-free projection.
+        self.generator = None if config.tie_output_projection else layers.Dense(
+            config.tgt_vocab_size, use_bias=False, kernel_initializer=normal(config), name="generator")
 
-    def embed(self, tokens, embedding: layers.Layer, table: layers.Layer, training=None):
+    def embed(self, tokens, embedding: layers.Layer, table: layers.Layer):
         x = embedding(tokens) * self.config.embedding_scale  # (B, T, E)
-        return self.embed_dropout(x + table(x), training=training)
+        return self.embed_dropout(x + table(x))
 
-    def encode(self, src, src_mask, need_weights: bool = False, training=None):
-        return self.encoder(self.embed(src, self.src_embed, self.src_positions, training), ops.cast(src_mask, "bool"),
-                            need_weights=need_weights, training=training)  # (B, S, E), maps
+    def encode(self, src, src_mask, need_weights: bool = False):
+        return self.encoder(self.embed(src, self.src_embed, self.src_positions), ops.cast(src_mask, "bool"),
+                            need_weights=need_weights)  # (B, S, E), maps
 
-    def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False, training=None):
-        x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions, training), memory,
-                               ops.cast(tgt_mask, "bool"), ops.cast(src_mask, "bool"), need_weights=need_weights,
-                               training=training)  # (B, T, E)
-        return self.tgt_embed(x, reverse=True), maps  # (B, T, V) logits
+    def decode(self, tgt_in, memory, tgt_mask, src_mask, need_weights: bool = False):
+        x, maps = self.decoder(self.embed(tgt_in, self.tgt_embed, self.tgt_positions), memory,
+                               ops.cast(tgt_mask, "bool"), ops.cast(src_mask, "bool"),
+                               need_weights=need_weights)  # (B, T, E)
+        if self.generator is not None:
+            return self.generator(x), maps  # (B, T, V) logits
+        return ops.matmul(x, ops.transpose(self.tgt_embed.embeddings)), maps  # (B, T, V) logits: x @ (V, E)^T
 
-    def call(self, src, src_mask, tgt_in, tgt_mask, training=None):
-        memory, _ = self.encode(src, src_mask, training=training)
-        logits, _ = self.decode(tgt_in, memory, tgt_mask, src_mask, training=training)
+    def call(self, src, src_mask, tgt_in, tgt_mask):  # Keras hands `training` on to every Dropout
+        memory, _ = self.encode(src, src_mask)
+        logits, _ = self.decode(tgt_in, memory, tgt_mask, src_mask)
         return logits
 
 
@@ -162,125 +221,26 @@ def build_model(config: Config) -> Transformer:
     model = Transformer(config)
     tokens, mask = np.full((1, 2), 2, np.int64), np.ones((1, 2), bool)
     model(tokens, mask, tokens, mask)  # creates every variable
-    for path, dropout in dropout_layers(model).items():
-        if getattr(dropout, "seed_generator", None) is not None:  # only when dropout > 0
-            # Its RNG variable's path carries a process-wide counter ("seed_generator_7/seed_generator_state");
-            # a path after the layer lets the weight map name it (zoo/bio/danq and nlp/seq2seq do the same).
-            dropout.seed_generator.state._path = f"{path}/seed_generator_state"
     return model
 
 
-def dropout_layers(model: Transformer) -> dict[str, layers.Dropout]:
-    """Every dropout layer of the model by a stable path, keras-hub's inner ones included."""
-    m = MODEL_NAME
-    found = {f"{m}/embed_dropout": model.embed_dropout}
-    for i, block in enumerate(model.encoder.blocks):
-        k = f"{m}/encoder/layers_{i}"
-        found[f"{k}/self_attention_layer/dropout"] = block._self_attention_layer._dropout_layer
-        found[f"{k}/self_attention_dropout"] = block._self_attention_dropout
-        found[f"{k}/feedforward_dropout"] = block._feedforward_dropout
-    for i, block in enumerate(model.decoder.blocks):
-        k = f"{m}/decoder/layers_{i}"
-        found[f"{k}/self_attention/dropout"] = block._self_attention_layer._dropout_layer
-        found[f"{k}/self_attention_dropout"] = block._self_attention_dropout
-        found[f"{k}/cross_attention/dropout"] = block._cross_attention_layer._dropout_layer
-        found[f"{k}/cross_attention_dropout"] = block._cross_attention_dropout
-        found[f"{k}/feedforward_dropout"] = block._feedforward_dropout
-    return found
-
-
-def fused_in_projection(config: Config) -> Transform:
-    """Keras query/key/value kernels, each (E, H, D) <-> torch in_proj_weight (3E, E) = [Wq; Wk; Wv] (out, in)."""
-    e, h, d = config.d_model, config.num_heads, config.head_dim
-    return Transform(
-        "qkv_kernels_to_in_proj_weight",
-        lambda kernels: [np.concatenate([k.reshape(e, h * d).T for k in kernels], axis=0)],  # 3 x (E, E) -> (3E, E)
-        lambda arrays: [w.T.reshape(e, h, d) for w in np.split(arrays[0], 3, axis=0)],  # (3E, E) -> 3 x (E, H, D)
-    )
-
-
-def fused_in_bias(config: Config) -> Transform:
-    """Keras query/key/value biases, each (H, D) <-> torch in_proj_bias (3E,)."""
-    h, d = config.num_heads, config.head_dim
-    return Transform(
-        "qkv_biases_to_in_proj_bias",
-        lambda biases: [np.concatenate([b.reshape(h * d) for b in biases])],
-        lambda arrays: [b.reshape(h, d) for b in np.split(arrays[0], 3)],
-    )
-
-
-def output_projection(config: Config) -> Transform:
-    """Keras attention_output kernel (H, D, E) <-> torch out_proj.weight (E, E) (out, in)."""
-    e, h, d = config.d_model, config.num_heads, config.head_dim
-    return Transform("attention_output_kernel_to_out_proj_weight", lambda a: [a[0].reshape(h * d, e).T],
-                     lambda a: [a[0].T.reshape(h, d, e)])
-
-
-def attention_rows(config: Config, keras_layer: str, canonical: str) -> list[Row]:
-    """keras.layers.MultiHeadAttention <-> torch.nn.MultiheadAttention."""
-    qkv = [f"{keras_layer}/{part}" for part in ("query", "key", "value")]
-    rows = [
-        row([f"{p}/kernel" for p in qkv], f"{canonical}.in_proj_weight", fused_in_projection(config)),
-        row([f"{p}/bias" for p in qkv], f"{canonical}.in_proj_bias", fused_in_bias(config)),
-        row(f"{keras_layer}/attention_output/kernel", f"{canonical}.out_proj.weight", output_projection(config)),
-        row(f"{keras_layer}/attention_output/bias", f"{canonical}.out_proj.bias"),
-    ]
-    return rows + rng_rows(config, f"{keras_layer}/dropout")  # dropout on the attention probabilities
-
-
-def rng_rows(config: Config, *keras_layers: str) -> list[Row]:
-    return [row(f"{k}/seed_generator_state", (), KERAS_RNG) for k in keras_layers] if config.dropout > 0 else []
-
-
-def weight_map(config: Config) -> list[Row]:
-    """Keras variable path -> canonical (torch) name -> transform, one row per tensor."""
-    m = MODEL_NAME
-    rows = embedding(f"{m}/src_embed", "src_embed") + embedding(f"{m}/tgt_embed", "tgt_embed")
-    if config.positions == "learned":
-        rows += embedding(f"{m}/src_positions", "src_positions") + embedding(f"{m}/tgt_positions", "tgt_positions")
-    rows += rng_rows(config, f"{m}/embed_dropout")
-    for i in range(config.num_encoder_layers):
-        k, c = f"{m}/encoder/layers_{i}", f"encoder.layers.{i}"
-        rows += attention_rows(config, f"{k}/self_attention_layer", f"{c}.self_attn")
-        rows += layer_norm(f"{k}/self_attention_layer_norm", f"{c}.norm1")
-        rows += dense_rows(f"{k}/feedforward_intermediate_dense", f"{c}.linear1")
-        rows += dense_rows(f"{k}/feedforward_output_dense", f"{c}.linear2")
-        rows += layer_norm(f"{k}/feedforward_layer_norm", f"{c}.norm2")
-        rows += rng_rows(config, f"{k}/self_attention_dropout", f"{k}/feedforward_dropout")
-    for i in range(config.num_decoder_layers):
-        k, c = f"{m}/decoder/layers_{i}", f"decoder.layers.{i}"
-        rows += attention_rows(config, f"{k}/self_attention", f"{c}.self_attn")
-        rows += layer_norm(f"{k}/self_attention_layer_norm", f"{c}.norm1")
-        rows += attention_rows(config, f"{k}/cross_attention", f"{c}.multihead_attn")
-        rows += layer_norm(f"{k}/cross_attention_layer_norm", f"{c}.norm2")
-        rows += dense_rows(f"{k}/feedforward_intermediate_dense", f"{c}.linear1")
-        rows += dense_rows(f"{k}/feedforward_output_dense", f"{c}.linear2")
-        rows += layer_norm(f"{k}/feedforward_layer_norm", f"{c}.norm3")
-        rows += rng_rows(config, f"{k}/self_attention_dropout", f"{k}/cross_attention_dropout",
-                         f"{k}/feedforward_dropout")
-    if config.norm_first:
-        rows += layer_norm(f"{m}/encoder/norm", "encoder.norm") + layer_norm(f"{m}/decoder/norm", "decoder.norm")
-    if not config.tie_output_projection:
-        rows += [row(f"{m}/tgt_embed/reverse_embeddings", "generator.weight", DENSE)]  # (E, V) <-> (V, E)
-    return rows
-
-
 def call(model: Transformer, batch: dict, training: bool = False) -> dict:
-    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])  # before Keras wraps the error
-    return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"], training=training)}
+    model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])  # before Keras wraps errors
+    return {"logits": model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"],
+                            training=training)}
 
 
 def compute_loss(outputs: dict, batch: dict, config: Config):
     """Label-smoothed cross-entropy, averaged over the real (unpadded) target tokens."""
     logits = outputs["logits"]  # (B, T, V)
-    labels = ops.one_hot(batch["tgt_out"], config.tgt_vocab_size)  # (B, T, V)
-    losses = keras.losses.categorical_crossentropy(labels, logits, from_logits=True,
+    losses = keras.losses.categorical_crossentropy(ops.one_hot(batch["tgt_out"], config.tgt_vocab_size),
+                                                   logits, from_logits=True,
                                                    label_smoothing=config.label_smoothing)  # (B, T)
     mask = ops.cast(batch["tgt_mask"], losses.dtype)
     return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
-# ---- decoding (shared/decoding.py drives these; numpy in, numpy out) ---------------------------------
+# ---- decoding: numpy in, numpy out (the zoo's shared/decoding.py drives encode and decode_step) -------
 
 def tensor(model: Transformer, array: np.ndarray):
     return ops.convert_to_tensor(np.ascontiguousarray(array))
@@ -288,7 +248,7 @@ def tensor(model: Transformer, array: np.ndarray):
 
 def encode(model: Transformer, src: np.ndarray, src_mask: np.ndarray) -> tuple[dict, dict]:
     model.config.check_lengths(src.shape[1])
-    memory, _ = model.encode(tensor(model, src), tensor(model, src_mask), training=False)  # (N, S, E)
+    memory, _ = model.encode(tensor(model, src), tensor(model, src_mask))  # (N, S, E); eval: no call context
     state = {"prefix": np.zeros((len(src), 0), np.int64)}  # the decoder's input so far: BOS, y1, ..., y_t-1
     return {"memory": ops.convert_to_numpy(memory), "src_mask": np.asarray(src_mask, bool)}, state
 
@@ -300,9 +260,9 @@ def decode_step(model: Transformer, memory: dict, state: dict, tokens: np.ndarra
     with warnings.catch_warnings():  # Keras warns of a softmax over one key: the first step has only BOS
         warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning)
         logits, maps = model.decode(tensor(model, prefix), tensor(model, memory["memory"]),
-                                    tensor(model, np.ones(prefix.shape, bool)), tensor(model, memory["src_mask"]),
-                                    need_weights=True, training=False)  # (N, t, V)
-    attention = ops.mean(maps[-1][1][:, :, -1], axis=1)  # last layer's cross-attention of the new token, head mean: (N, S)
+                                    tensor(model, np.ones(prefix.shape, bool)),
+                                    tensor(model, memory["src_mask"]), need_weights=True)  # (N, t, V)
+    attention = ops.mean(maps[-1][1][:, :, -1], axis=1)  # new token's last-layer cross-attention: (N, S)
     return ops.convert_to_numpy(logits[:, -1]), {"prefix": prefix}, ops.convert_to_numpy(attention)
 
 
@@ -310,9 +270,9 @@ def attention_maps(model: Transformer, batch: dict) -> dict[str, np.ndarray]:
     """Eval-mode attention probabilities of every layer and head: {name: (L, B, H, T_query, T_key)}."""
     model.config.check_lengths(batch["src"].shape[1], batch["tgt_in"].shape[1])
     memory, encoder_maps = model.encode(tensor(model, batch["src"]), tensor(model, batch["src_mask"]),
-                                        need_weights=True, training=False)
+                                        need_weights=True)
     _, decoder_maps = model.decode(tensor(model, batch["tgt_in"]), memory, tensor(model, batch["tgt_mask"]),
-                                   tensor(model, batch["src_mask"]), need_weights=True, training=False)
+                                   tensor(model, batch["src_mask"]), need_weights=True)
     maps = {"encoder_self": encoder_maps, "decoder_self": [m[0] for m in decoder_maps],
             "cross": [m[1] for m in decoder_maps]}
     return {name: ops.convert_to_numpy(ops.stack(per_layer)) for name, per_layer in maps.items()}

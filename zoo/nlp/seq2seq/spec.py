@@ -1,0 +1,27 @@
+"""nlp/seq2seq's registration with the zoo's harness: task, dataset, decoding checks, smoke recipe.
+
+The model itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imports this file.
+"""
+
+from shared.tasks.translation import decoding_checks
+from zoo.spec import ModelSpec
+
+from .config import Config
+
+SPEC = ModelSpec(
+    name="nlp/seq2seq",
+    task="translation",
+    dataset="numbers-en-fr",
+    package=__package__,
+    config_cls=Config,
+    extra_checks=decoding_checks,  # greedy and beam search give the same tokens in both twins
+    smoke_config={
+        "epochs": 1,
+        "batch_size": 32,
+        "embedding_dim": 16,
+        "hidden_size": 16,
+        "attention_dim": 16,
+        "warmup_steps": 0,
+    },
+    smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
+)
