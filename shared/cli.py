@@ -48,7 +48,8 @@ def positive_int(text: str) -> int:
 
 
 def main_wrapper(main: Callable[[list[str] | None], int]) -> Callable[[], None]:
-    """Run main(argv); a UserError ends as one line on stderr and exit status 2.
+    """Run main(argv); a UserError ends as one line on stderr and exit status 2 (or the error's own
+    exit_code: 1 for a valid run that failed, such as a diverging training run).
 
     Only UserError is caught: every check of user input raises one (a ValueError from a model's
     Config.validate() is turned into one by shared.recipe.make_config). Anything else is a bug and keeps
@@ -62,7 +63,7 @@ def main_wrapper(main: Callable[[list[str] | None], int]) -> Callable[[], None]:
             code = main(None)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(getattr(err, "exit_code", 2)) from None
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise SystemExit(130) from None
