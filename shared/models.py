@@ -96,9 +96,7 @@ def misfit(folder, err: ValueError) -> UserError:
         kind, _, items = group.partition(" ")
         names = items.split("; " if kind == "mis-shaped" else ", ")
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        groups.append(
-            f"{kind} {len(names)}: {('; ' if kind == 'mis-shaped' else ', ').join(names[:3])}{more}"
-        )
+        groups.append(f"{kind} {('; ' if kind == 'mis-shaped' else ', ').join(names[:3])}{more}")
     detail = " | ".join(groups)
     return UserError(
         f"the weights in {folder} do not fit the model its config.json describes ({detail}); "
