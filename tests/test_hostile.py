@@ -257,13 +257,17 @@ def store_leftovers(url: str, options: dict) -> list[str]:
     return leftovers
 
 
-def check_race(tmp_path: Path, sources: list[Path], url: str, options: dict, tag: str) -> None:
+def check_race(
+    tmp_path: Path, sources: list[Path], url: str, options: dict, tag: str, existing: tuple = ()
+) -> None:
+    """Race `sources` to `url` (already holding the versions `existing`): each gets its own version, the
+    index keeps every one, each pulls back byte for byte, and nothing is left behind."""
     results = race(tmp_path, sources, url, options)
     assert all("url" in r for r in results), results
     urls = [r["url"] for r in results]
     assert len(set(urls)) == len(sources), f"two pushes reported the same version: {urls}"
     versions = hub.list_store(url, options)["models"]["vision-cnn"]["versions"]
-    assert sorted(versions) == sorted(u.rsplit("/", 1)[1] for u in urls), (versions, urls)
+    assert sorted(versions) == sorted([*existing, *(u.rsplit("/", 1)[1] for u in urls)]), (versions, urls)
     for n, (source, pushed) in enumerate(zip(sources, urls)):
         assert tree(hub.pull(pushed, tmp_path / f"pulled-{tag}-{n}", options)) == tree(source)
     assert store_leftovers(url, options) == []
@@ -301,9 +305,12 @@ def test_concurrent_pushes_twenty_times(tmp_path, sources, store_kind):
         url, options = store_for(kind, tmp_path, bucket, n)
         if n % 2:  # every other store already holds a version the racers must keep
             hub.push(sources[2], url, options=options)
-        check_race(tmp_path, sources[:2] if n % 2 else sources, url, options, f"{kind}{n}")
-        if n % 2:
-            assert len(hub.list_store(url, options)["models"]["vision-cnn"]["versions"]) == 3
+            check_race(tmp_path, sources[:2], url, options, f"{kind}{n}", existing=("v1",))
+            assert tree(hub.pull(f"{url}/vision-cnn/v1", tmp_path / f"v1-{kind}{n}", options)) == tree(
+                sources[2]
+            )
+        else:  # three at once
+            check_race(tmp_path, sources, url, options, f"{kind}{n}")
 
 
 def test_concurrent_pushes_of_one_named_version_let_exactly_one_win(tmp_path, sources, store_kind):
