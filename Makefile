@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup train test test-all lint format clean-runs
+.PHONY: setup train test test-all test-site site browser lint format clean-runs
 
 setup: $(STAMP)
 
@@ -35,8 +35,30 @@ train: setup
 test: setup
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q
+
+# The zoo's front page (docs in tools/site.py): every model with its results, parity, speed and pictures,
+# read from RUNS (if it exists), BENCH (`tools/bench.py all --json` output) and STORE (a store URL).
+RUNS ?= runs
+SITE ?= site
+site: setup
+	$(PY) tools/site.py $(if $(wildcard $(RUNS)),--runs $(RUNS)) $(if $(BENCH),--bench $(BENCH)) \
+		$(if $(STORE),--store $(STORE)) --out $(SITE)
+
+# Debian's chromium and chromedriver, for the site's browser test: installed from the machine's package
+# manager when missing (CI runs as root on Debian), never downloaded otherwise; without apt-get the test skips.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "apt-get not found: install chromium and chromium-driver; the browser test skips without them"; exit 0; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y chromium chromium-driver || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }
+
+# The site's tests, the browser test included (it builds a site from a smoke run of every model).
+test-site: setup browser
+	$(PY) -m pytest tests/test_site.py -q
 
 lint: setup
 	$(VENV)/bin/ruff check .

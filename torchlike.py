@@ -6,7 +6,8 @@ lift out of the zoo). Each piece writes out a framework difference once:
 - initialisers: torch's nn.Linear / nn.Conv / nn.Embedding / nn.GRU defaults and torchvision's He-normal
   convolutions. Every call returns a fresh initialiser: one unseeded Keras initialiser reused by several
   layers repeats its values, so same-shaped kernels would start identical.
-- Conv2D with torch's symmetric zero padding (Keras' "same" pads more on the bottom/right when strided).
+- Conv2D with torch's symmetric zero padding (Keras' "same" pads more on the bottom/right when strided),
+  and MaxPool2D with torch's symmetric -inf padding.
 - BatchNormalization in torch's convention (momentum is the weight of the batch statistic in torch, of
   the running value in Keras; epsilon 1e-5 instead of 1e-3).
 - Dropout with a named RNG state, so its variable path is stable across processes.
@@ -184,3 +185,28 @@ def Embedding(num_embeddings: int, embedding_dim: int, std: float = 1.0, name: s
     return layers.Embedding(
         num_embeddings, embedding_dim, embeddings_initializer=normal(std), name=name, **kwargs
     )
+
+
+class MaxPool2D(layers.MaxPooling2D):
+    """keras.layers.MaxPooling2D as torch's nn.MaxPool2d(kernel_size, stride, padding): `padding` pixels of
+    -inf on every side (channels last), so a padded position is never the maximum."""
+
+    def __init__(self, pool_size: int, strides: int | None = None, padding: int = 0, **kwargs):
+        super().__init__(pool_size, strides=strides, padding="valid", **kwargs)
+        self.torch_padding = int(padding)
+
+    def call(self, inputs):
+        p = self.torch_padding
+        if p:
+            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=float("-inf"))
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        p = 2 * self.torch_padding
+        b, h, w, c = input_shape
+        return super().compute_output_shape(
+            (b, None if h is None else h + p, None if w is None else w + p, c)
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.torch_padding}

@@ -62,7 +62,7 @@ def test_tier1_with_deeper_stages_and_other_batchnorm_settings(frameworks):
 def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypatch):
     """The classic upsampling drift: a kernel spatially flipped on transfer keeps names, shapes and round
     trips intact, so only the forward comparison can see it; it must."""
-    import zoo.driving.perception.keras_impl as keras_impl
+    import zoo.driving.perception.weights as weights
     from shared.crosscheck import check_forward, check_round_trip, check_structure
     from weightmap import Row, Transform
 
@@ -71,7 +71,7 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
         lambda a: [a[0].transpose(3, 2, 0, 1)[:, :, ::-1, ::-1].copy()],
         lambda a: [a[0][:, :, ::-1, ::-1].transpose(2, 3, 1, 0).copy()],
     )
-    original = keras_impl.weight_map
+    original = weights.weight_map
 
     def broken(config):
         return [
@@ -83,7 +83,7 @@ def test_a_flipped_transposed_convolution_kernel_is_caught(frameworks, monkeypat
     torch_model, keras_model = SPEC.build("torch", config), SPEC.build("keras", config)
     for check in check_forward(SPEC, config, torch_model, keras_model, "torch_to_keras", (2,)):
         assert check.passed, check  # the real map
-    monkeypatch.setattr(keras_impl, "weight_map", broken)
+    monkeypatch.setattr(weights, "weight_map", broken)
     assert all(c.passed for c in check_structure(SPEC, config, torch_model, keras_model))
     assert all(c.passed for c in check_round_trip(SPEC, torch_model, keras_model))
     assert not any(

@@ -83,12 +83,12 @@ def test_keras_bf16_policy_computes_in_bfloat16_and_keeps_float32_weights(framew
     config, iterator = tiny()
     runtime = keras_trainer.setup(0, None, 0)
     session = keras_trainer.Session(SPEC, config, runtime, total_steps=3, precision="bf16")
-    conv = session.model.get_layer("layer1_0_conv1")
+    conv = session.model.layer1.layers[0].conv1  # torch: model.layer1[0].conv1
     assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
-    before = np.asarray(session.model.get_layer("fc").kernel).copy()
+    before = np.asarray(session.model.fc.kernel).copy()
     loss = session.train_epoch(iterator, 0, progress=False)
-    assert np.isfinite(loss) and not np.array_equal(before, np.asarray(session.model.get_layer("fc").kernel))
+    assert np.isfinite(loss) and not np.array_equal(before, np.asarray(session.model.fc.kernel))
     fp16 = keras_trainer.Session(SPEC, config, runtime, total_steps=3, precision="fp16")
     assert isinstance(fp16.module.optimizer, keras.optimizers.LossScaleOptimizer)
 

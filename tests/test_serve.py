@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shared import checkpoint, tasks
+from shared import checkpoint, models, tasks
 from shared.errors import UserError
 from shared.serve import backends, loadgen
 from shared.serve.app import bind, make_server
@@ -220,7 +220,7 @@ def test_predict_answers_what_predict_tool_prints(name, checkpoints, servers, tm
     answer = response.json()
     assert answer["model"] == name and len(answer["outputs"]) == len(body["inputs"])
 
-    spec, config, model, ckpt = checkpoint.load_model(checkpoints[name], "torch")
+    spec, config, model, ckpt = models.load_model(checkpoints[name], "torch")
     inputs = write_inputs(spec.task, body["inputs"], tmp_path)
     capsys.readouterr()
     spec.task_module.predict(
@@ -585,7 +585,7 @@ def make_onnx_export(ckpt: Path, out: Path) -> Path:
     another branch; this follows its folder contract)."""
     import torch
 
-    spec, config, model, _ = checkpoint.load_model(ckpt, "torch")
+    spec, config, model, _ = models.load_model(ckpt, "torch")
     model.eval()
     impl = spec.impl("torch")
     batch = {k: v for k, v in spec.example_batch(config, 2).items() if k == "image"}

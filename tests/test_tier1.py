@@ -66,10 +66,10 @@ def test_tier1_resnet_variants(overrides, frameworks):
 
 def test_a_broken_weight_map_is_caught(frameworks, monkeypatch):
     """The checks can fail: swap two rows' transforms and tier 1 must report it."""
-    import zoo.vision.cnn.keras_impl as keras_impl
+    import zoo.vision.cnn.weights as weights
     from weightmap import IDENTITY
 
-    original = keras_impl.weight_map
+    original = weights.weight_map
 
     def broken(config):
         rows = original(config)
@@ -77,7 +77,26 @@ def test_a_broken_weight_map_is_caught(frameworks, monkeypatch):
         rows[fc] = type(rows[fc])(rows[fc].keras, rows[fc].canonical, IDENTITY)  # forgets the transpose
         return rows
 
-    monkeypatch.setattr(keras_impl, "weight_map", broken)
+    monkeypatch.setattr(weights, "weight_map", broken)
     spec = registry.get("vision/cnn")
     checks = run_tier1(spec, spec.config(num_classes=10, base_width=10, image_size=8), batch_sizes=(2,))
     assert not next(c for c in checks if c.name == "canonical_names_and_shapes").passed
+
+
+def test_keras_cnn_kernels_of_one_shape_start_different(frameworks):
+    """One unseeded Keras initializer shared by several layers repeats its values; the twin must not share
+    one (the functional twin did: same-shaped kernels of the default ResNet-18 started identical)."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    spec = registry.get("vision/cnn")
+    model = spec.build("keras", spec.config(base_width=4))
+    kernels = [np.asarray(v) for v in model.variables if v.path.endswith("/kernel")]
+    same = [
+        (a.shape, i, j)
+        for i, a in enumerate(kernels)
+        for j, b in enumerate(kernels[:i])
+        if a.shape == b.shape and np.array_equal(a, b)
+    ]
+    assert len(kernels) > 10 and not same, same

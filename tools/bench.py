@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 
 import _path  # noqa: F401
@@ -94,6 +96,7 @@ def measure(step, batch_size: int, steps: int, repeats: int, warmup: int) -> dic
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(prog="tools/bench.py", description=__doc__)
     parser.add_argument("model", help="a model (zoo/vision/cnn) or 'all'")
     parser.add_argument("--fw", default="torch,keras", help="frameworks, comma-separated (default both)")
@@ -139,6 +142,7 @@ def main(argv=None) -> int:
                 {
                     "machine": platform.processor() or platform.machine(),
                     "pid": os.getpid(),
+                    "command": shlex.join(["python", "tools/bench.py", *argv]),  # the site names it
                     "results": results,
                 }
             )

@@ -35,7 +35,7 @@ def forward_fn(fw: str, model):
 
         model.eval()
         return run
-    return lambda images: model.predict_on_batch({"image": images})
+    return lambda images: model.predict_on_batch(images)  # the twin's call(image), as torch's forward(image)
 
 
 def bench(fw: str, model, config, batch_size: int, warmup: int, seconds: float, min_batches: int) -> dict:

@@ -21,13 +21,13 @@ import _path  # noqa: F401
 from shared import tasks
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
-from shared.markdown import replace_block
+from shared.markdown import RESULTS_SUMMARY, read_json_comment, replace_block
 from zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
-TAG = "<!-- results-summary "
+TAG = f"<!-- {RESULTS_SUMMARY} "
 
 
 def _metrics(values: dict) -> str:
@@ -54,11 +54,7 @@ def card_block(model: str, runs: list[tuple[dict, list[dict], dict]], command: s
 
 
 def read_summary(card: Path) -> dict | None:
-    text = card.read_text() if card.exists() else ""
-    i = text.find(TAG)
-    if i < 0:
-        return None
-    return json.loads(text[i + len(TAG) : text.index(" -->", i)])
+    return read_json_comment(card.read_text(), RESULTS_SUMMARY) if card.exists() else None
 
 
 def readme_table(root: Path = ROOT) -> str:

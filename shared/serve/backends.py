@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import checkpoint, tasks
+from shared import checkpoint, models, tasks
 from shared.errors import UserError
 from shared.recipe import config_from_dict
 from shared.serve.errors import RequestError
@@ -70,7 +70,7 @@ class TwinBackend:
             raise UserError(f"{path} is an export folder (it holds {EXPORT_FILE}): serve it with --fw onnx")
         self.framework = fw
         set_threads(fw, threads)
-        self.spec, self.config, self.model, ckpt = checkpoint.load_model(path, fw)
+        self.spec, self.config, self.model, ckpt = models.load_model(path, fw)
         self.state = tasks.load_state(self.spec, ckpt)
         self.source = str(ckpt["folder"])
         folder = Path(ckpt["folder"])

@@ -1,143 +1,141 @@
 """Driving perception net in Keras 3 (keras.ops only: TensorFlow or PyTorch backend): a residual encoder
-shared by a U-Net style segmentation decoder and a PilotNet style steering head.
-Line-aligned with torch_impl.py; weight_map() maps every variable to the torch twin's names.
+shared by a U-Net style segmentation decoder and a PilotNet style steering head. Mirrors torch_impl.py class
+for class; a variable's path is its torch name under the model's ("perception/layer1/0/conv1/kernel").
 """
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import layers, ops
 
-from weightmap import CONV2D_TRANSPOSE, Row, row
-from weightmap import batch_norm as bn_rows
-from weightmap import conv2d as conv_rows
-from weightmap import dense as dense_rows
-from zoo.driving.perception.config import Config
+from torchlike import BatchNorm, Conv2D, Linear, he_normal_fan_out
 
-
-def conv_init() -> keras.initializers.Initializer:
-    """He-normal (fan_out), as torch_impl.reset_parameters; for a transposed convolution both frameworks
-    take fan_out = in_channels * kh * kw from their kernel layouts. A new instance per layer: one unseeded
-    Keras 3 initializer returns the same values on every call, so a shared one would start every kernel
-    of a shape identical (tests/test_perception.py checks they differ)."""
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+from .config import Config
 
 
 def batch_norm(config: Config, name: str) -> layers.BatchNormalization:
-    # Keras momentum is the weight of the old running value: 1 - torch momentum.
-    return layers.BatchNormalization(epsilon=config.bn_epsilon, momentum=1.0 - config.bn_momentum, name=name)
+    return BatchNorm(config.bn_epsilon, config.bn_momentum, name=name)
 
 
-def conv(filters: int, kernel: int, stride: int, padding: int, name: str):
-    """Conv with explicit symmetric zero padding (Keras 'same' pads asymmetrically when strided)."""
-
-    def apply(x):
-        if padding:
-            x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
-        return layers.Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=conv_init(),
-                             name=name)(x)
-
-    return apply
+# in_planes is unused (Keras reads the input's channels when it builds); kept so that calls read as torch's.
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, name: str | None = None) -> Conv2D:
+    return Conv2D(out_planes, 3, stride, 1, use_bias=False, kernel_initializer=he_normal_fan_out(), name=name)
 
 
-def conv_transpose(filters: int, name: str) -> layers.Conv2DTranspose:
-    """2x upsampling: kernel 2, stride 2, 'valid' (no padding), the same as nn.ConvTranspose2d(k=2, s=2)."""
-    return layers.Conv2DTranspose(filters, 2, strides=2, padding="valid", kernel_initializer=conv_init(),
-                                  bias_initializer="zeros", name=name)
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1, name: str | None = None) -> Conv2D:
+    return Conv2D(out_planes, 1, stride, 0, use_bias=False, kernel_initializer=he_normal_fan_out(), name=name)
 
 
-def dense(units: int, fan_in: int, name: str, activation: str | None = None) -> layers.Dense:
-    """torch's nn.Linear initialisation written out: weight and bias uniform in +-1/sqrt(fan_in)."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return layers.Dense(units, activation=activation, name=name,
-                        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
-                        bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+def conv_transpose2x2(in_planes: int, out_planes: int, name: str | None = None) -> layers.Conv2DTranspose:
+    return layers.Conv2DTranspose(out_planes, 2, strides=2, kernel_initializer=he_normal_fan_out(), name=name)
 
 
-def residual_block(config: Config, x, in_planes: int, planes: int, stride: int, name: str):
-    identity = x
-    if stride != 1 or in_planes != planes:
-        identity = conv(planes, 1, stride, 0, f"{name}_downsample_0")(x)
-        identity = batch_norm(config, f"{name}_downsample_1")(identity)
-    out = layers.ReLU()(batch_norm(config, f"{name}_bn1")(conv(planes, 3, stride, 1, f"{name}_conv1")(x)))
-    out = batch_norm(config, f"{name}_bn2")(conv(planes, 3, 1, 1, f"{name}_conv2")(out))
-    return layers.ReLU()(layers.Add()([out, identity]))
+class BasicBlock(layers.Layer):
+    """The ResNet basic block of vision/cnn (the same code), kept here so that this folder lifts out alone."""
 
-
-def up_block(config: Config, x, skip, planes: int, name: str):
-    x = conv_transpose(planes, f"{name}_up")(x)  # (B, 2h, 2w, planes)
-    x = layers.Concatenate(axis=-1)([x, skip])  # (B, 2h, 2w, planes + skip_planes)
-    return layers.ReLU()(batch_norm(config, f"{name}_bn")(conv(planes, 3, 1, 1, f"{name}_conv")(x)))
-
-
-def steering_head(config: Config, x):
-    x = layers.ReLU()(batch_norm(config, "steering_bn")(conv(config.steering_channels, 1, 1, 0, "steering_conv")(x)))
-    x = layers.Flatten()(x)  # (B, h * w * S), NHWC order
-    for i, units in enumerate(config.steering_hidden):
-        x = dense(units, x.shape[-1], f"steering_fcs_{i}", activation="relu")(x)  # (B, hidden)
-    return ops.squeeze(dense(1, x.shape[-1], "steering_out")(x), axis=-1)  # (B,) steering in degrees
-
-
-def block_names(config: Config):
-    """(keras name, canonical prefix, in_planes, planes, stride) for every residual block."""
-    in_planes = config.width
-    for stage, blocks in enumerate(config.stage_blocks):
-        planes, stride = config.stage_width(stage), 1 if stage == 0 else 2
-        for i in range(blocks):
-            yield f"layer{stage + 1}_{i}", f"layer{stage + 1}.{i}", in_planes, planes, stride if i == 0 else 1
-            in_planes = planes
-
-
-def build_model(config: Config) -> keras.Model:
-    num_stages = len(config.stage_blocks)
-    shape = (config.image_height, config.image_width, config.in_channels)
-    image = keras.Input(shape=shape, name="image")  # (B, H, W, C)
-    x = conv(config.width, 3, 2, 1, "stem_conv")(image)
-    x = layers.ReLU()(batch_norm(config, "stem_bn")(x))  # (B, H/2, W/2, width)
-    stage_outputs = {}
-    for name, _, in_planes, planes, stride in block_names(config):
-        x = residual_block(config, x, in_planes, planes, stride, name)
-        stage_outputs[name.split("_")[0]] = x  # "layer2_1" -> "layer2": the stage's last block wins
-    features = list(stage_outputs.values())  # stage s: (B, H / 2**(s+1), W / 2**(s+1), width * 2**s)
-    for stage in reversed(range(1, num_stages)):
-        x = up_block(config, x, features[stage - 1], config.stage_width(stage - 1), f"up{stage}")
-    x = layers.ReLU()(batch_norm(config, "head_bn")(conv_transpose(config.width, "head_up")(x)))  # (B, H, W, width)
-    classifier = layers.Conv2D(config.num_classes, 1, kernel_initializer=conv_init(), name="classifier")
-    logits = classifier(x)  # (B, H, W, num_classes)
-    steering = steering_head(config, features[-1])
-    return keras.Model(inputs={"image": image}, outputs={"logits": logits, "steering": steering},
-                       name="perception")
-
-
-def weight_map(config: Config) -> list[Row]:
-    """Keras variable path -> torch state_dict name -> transform, one row per tensor."""
-
-    def conv_transpose_rows(keras_layer: str, canonical: str) -> list[Row]:
-        return [row(f"{keras_layer}/kernel", f"{canonical}.weight", CONV2D_TRANSPOSE),
-                row(f"{keras_layer}/bias", f"{canonical}.bias")]
-
-    rows = conv_rows("stem_conv", "stem_conv") + bn_rows("stem_bn", "stem_bn")
-    for name, prefix, in_planes, planes, stride in block_names(config):
-        for i in (1, 2):
-            rows += conv_rows(f"{name}_conv{i}", f"{prefix}.conv{i}") + bn_rows(f"{name}_bn{i}", f"{prefix}.bn{i}")
+    def __init__(self, config: Config, in_planes: int, planes: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = conv3x3(in_planes, planes, stride, name="conv1")
+        self.bn1 = batch_norm(config, "bn1")
+        self.conv2 = conv3x3(planes, planes, name="conv2")
+        self.bn2 = batch_norm(config, "bn2")
+        self.downsample = None
         if stride != 1 or in_planes != planes:
-            rows += conv_rows(f"{name}_downsample_0", f"{prefix}.downsample.0")
-            rows += bn_rows(f"{name}_downsample_1", f"{prefix}.downsample.1")
-    for stage in reversed(range(1, len(config.stage_blocks))):
-        rows += conv_transpose_rows(f"up{stage}_up", f"up{stage}.up")
-        rows += conv_rows(f"up{stage}_conv", f"up{stage}.conv") + bn_rows(f"up{stage}_bn", f"up{stage}.bn")
-    rows += conv_transpose_rows("head_up", "head_up") + bn_rows("head_bn", "head_bn")
-    rows += conv_rows("classifier", "classifier", bias=True)
-    rows += conv_rows("steering_conv", "steering.conv") + bn_rows("steering_bn", "steering.bn")
-    for i in range(len(config.steering_hidden)):
-        rows += dense_rows(f"steering_fcs_{i}", f"steering.fcs.{i}")
-    return rows + dense_rows("steering_out", "steering.out")
+            self.downsample = keras.Sequential(
+                [conv1x1(in_planes, planes, stride, name="0"), batch_norm(config, "1")], name="downsample"
+            )
+
+    def call(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = ops.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return ops.relu(out + identity)
 
 
-def call(model: keras.Model, batch: dict, training: bool = False) -> dict:
-    return model({"image": batch["image"]}, training=training)
+class UpBlock(layers.Layer):
+    """2x upsampling by a transposed convolution (kernel 2, stride 2, no padding: each input pixel writes
+    its own 2x2 output block, so there is no overlap or cropping convention to match), the encoder's skip
+    features concatenated after the upsampled ones, then a 3x3 convolution."""
+
+    def __init__(self, config: Config, in_planes: int, skip_planes: int, planes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.up = conv_transpose2x2(in_planes, planes, name="up")
+        self.conv = conv3x3(planes + skip_planes, planes, name="conv")
+        self.bn = batch_norm(config, "bn")
+
+    def call(self, x, skip):
+        x = self.up(x)  # (B, 2h, 2w, planes)
+        x = ops.concatenate([x, skip], axis=-1)  # (B, 2h, 2w, planes + skip_planes)
+        return ops.relu(self.bn(self.conv(x)))
+
+
+class SteeringHead(layers.Layer):
+    """PilotNet's regressor (Bojarski et al. 2016) on the deepest shared features: squeeze, flatten, dense."""
+
+    def __init__(self, config: Config, in_planes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = conv1x1(in_planes, config.steering_channels, name="conv")
+        self.bn = batch_norm(config, "bn")
+        cells = (config.image_height // config.downsampling) * (config.image_width // config.downsampling)
+        sizes = (cells * config.steering_channels, *config.steering_hidden)
+        self.fcs = [Linear(sizes[i], sizes[i + 1], name=f"fcs_{i}") for i in range(len(sizes) - 1)]
+        self.out = Linear(sizes[-1], 1, name="out")
+
+    def call(self, x):
+        x = ops.relu(self.bn(self.conv(x)))  # (B, h, w, S)
+        x = ops.reshape(x, (-1, x.shape[1] * x.shape[2] * x.shape[3]))  # (B, h * w * S), in (h, w, S) order
+        for fc in self.fcs:
+            x = ops.relu(fc(x))  # (B, hidden)
+        return self.out(x)[:, 0]  # (B,) steering in degrees
+
+
+class PerceptionNet(keras.Model):
+    def __init__(self, config: Config):
+        super().__init__(name="perception")
+        self.num_stages = len(config.stage_blocks)
+        width = config.width
+        self.stem_conv = conv3x3(config.in_channels, width, stride=2, name="stem_conv")
+        self.stem_bn = batch_norm(config, "stem_bn")
+        in_planes = width
+        for stage, blocks in enumerate(config.stage_blocks):
+            planes, stride = config.stage_width(stage), 1 if stage == 0 else 2
+            layer = []
+            for i in range(blocks):
+                layer.append(BasicBlock(config, in_planes, planes, stride if i == 0 else 1, name=str(i)))
+                in_planes = planes
+            setattr(self, f"layer{stage + 1}", keras.Sequential(layer, name=f"layer{stage + 1}"))
+        for stage in reversed(range(1, self.num_stages)):  # up3, up2, up1 for four stages
+            skip, name = config.stage_width(stage - 1), f"up{stage}"
+            setattr(self, name, UpBlock(config, config.stage_width(stage), skip, skip, name=name))
+        self.head_up = conv_transpose2x2(width, width, name="head_up")  # H/2 -> H
+        self.head_bn = batch_norm(config, "head_bn")
+        self.classifier = Conv2D(config.num_classes, 1, kernel_initializer=he_normal_fan_out(),
+                                 name="classifier")  # per-pixel logits
+        self.steering = SteeringHead(config, in_planes, name="steering")
+
+    def call(self, image):
+        x = image  # (B, H, W, C): Keras convolutions are channels-last
+        x = ops.relu(self.stem_bn(self.stem_conv(x)))  # (B, H/2, W/2, width)
+        features = []
+        for stage in range(self.num_stages):
+            x = getattr(self, f"layer{stage + 1}")(x)  # (B, H / 2**(stage+1), W / ..., width * 2**stage)
+            features.append(x)
+        for stage in reversed(range(1, self.num_stages)):
+            x = getattr(self, f"up{stage}")(x, features[stage - 1])  # the shape of features[stage - 1]
+        x = ops.relu(self.head_bn(self.head_up(x)))  # (B, H, W, width)
+        logits = self.classifier(x)  # (B, H, W, num_classes)
+        return logits, self.steering(features[-1])
+
+
+def build_model(config: Config) -> PerceptionNet:
+    model = PerceptionNet(config)
+    model(keras.Input((config.image_height, config.image_width, config.in_channels)))  # creates the variables
+    return model
+
+
+def call(model: PerceptionNet, batch: dict, training: bool = False) -> dict:
+    logits, steering = model(batch["image"], training=training)
+    return {"logits": logits, "steering": steering}
 
 
 def steering_mse(predicted, target):

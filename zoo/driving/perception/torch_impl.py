@@ -1,5 +1,6 @@
 """Driving perception net in PyTorch: a residual encoder shared by a U-Net style segmentation decoder and a
-PilotNet style steering head. state_dict names are the canonical names. Line-aligned with keras_impl.py.
+PilotNet style steering head. state_dict names are the canonical names. keras_impl.py mirrors it class
+for class.
 """
 
 from __future__ import annotations
@@ -8,26 +9,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.driving.perception.config import Config
+from .config import Config
 
 
 def batch_norm(config: Config, channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=config.bn_epsilon, momentum=config.bn_momentum)
 
 
-class ResidualBlock(nn.Module):
-    """ResNet basic block; a strided 3x3 convolution pads 1 pixel on every side (Keras needs it explicit)."""
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+def conv_transpose2x2(in_planes: int, out_planes: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(in_planes, out_planes, 2, stride=2)
+
+
+class BasicBlock(nn.Module):
+    """The ResNet basic block of vision/cnn (the same code), kept here so that this folder lifts out alone."""
 
     def __init__(self, config: Config, in_planes: int, planes: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = batch_norm(config, planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = conv3x3(planes, planes)
         self.bn2 = batch_norm(config, planes)
         self.downsample = None
         if stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), batch_norm(config, planes)
+                conv1x1(in_planes, planes, stride), batch_norm(config, planes)
             )
 
     def forward(self, x):
@@ -44,8 +57,8 @@ class UpBlock(nn.Module):
 
     def __init__(self, config: Config, in_planes: int, skip_planes: int, planes: int):
         super().__init__()
-        self.up = nn.ConvTranspose2d(in_planes, planes, 2, stride=2)
-        self.conv = nn.Conv2d(planes + skip_planes, planes, 3, stride=1, padding=1, bias=False)
+        self.up = conv_transpose2x2(in_planes, planes)
+        self.conv = conv3x3(planes + skip_planes, planes)
         self.bn = batch_norm(config, planes)
 
     def forward(self, x, skip):
@@ -59,7 +72,7 @@ class SteeringHead(nn.Module):
 
     def __init__(self, config: Config, in_planes: int):
         super().__init__()
-        self.conv = nn.Conv2d(in_planes, config.steering_channels, 1, bias=False)
+        self.conv = conv1x1(in_planes, config.steering_channels)
         self.bn = batch_norm(config, config.steering_channels)
         cells = (config.image_height // config.downsampling) * (config.image_width // config.downsampling)
         sizes = (cells * config.steering_channels, *config.steering_hidden)
@@ -79,20 +92,20 @@ class PerceptionNet(nn.Module):
         super().__init__()
         self.num_stages = len(config.stage_blocks)
         width = config.width
-        self.stem_conv = nn.Conv2d(config.in_channels, width, 3, stride=2, padding=1, bias=False)
+        self.stem_conv = conv3x3(config.in_channels, width, stride=2)
         self.stem_bn = batch_norm(config, width)
         in_planes = width
         for stage, blocks in enumerate(config.stage_blocks):
             planes, stride = config.stage_width(stage), 1 if stage == 0 else 2
             layer = []
             for i in range(blocks):
-                layer.append(ResidualBlock(config, in_planes, planes, stride if i == 0 else 1))
+                layer.append(BasicBlock(config, in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes
             setattr(self, f"layer{stage + 1}", nn.Sequential(*layer))
         for stage in reversed(range(1, self.num_stages)):  # up3, up2, up1 for four stages
             skip = config.stage_width(stage - 1)
             setattr(self, f"up{stage}", UpBlock(config, config.stage_width(stage), skip, skip))
-        self.head_up = nn.ConvTranspose2d(width, width, 2, stride=2)  # H/2 -> H
+        self.head_up = conv_transpose2x2(width, width)  # H/2 -> H
         self.head_bn = batch_norm(config, width)
         self.classifier = nn.Conv2d(width, config.num_classes, 1)  # per-pixel logits
         self.steering = SteeringHead(config, in_planes)
@@ -120,7 +133,7 @@ class PerceptionNet(nn.Module):
             x = getattr(self, f"layer{stage + 1}")(x)  # (B, width * 2**stage, H / 2**(stage+1), W / ...)
             features.append(x)
         for stage in reversed(range(1, self.num_stages)):
-            x = getattr(self, f"up{stage}")(x, features[stage - 1])  # (B, width * 2**(stage-1), H / 2**stage, ...)
+            x = getattr(self, f"up{stage}")(x, features[stage - 1])  # the shape of features[stage - 1]
         x = F.relu(self.head_bn(self.head_up(x)))  # (B, width, H, W)
         logits = self.classifier(x).permute(0, 2, 3, 1)  # (B, num_classes, H, W) -> (B, H, W, num_classes)
         return logits, self.steering(features[-1])

@@ -1,14 +1,5 @@
-"""vision/cnn: the ResNet family (He et al. 2016), torchvision-compatible weights."""
+"""vision/cnn: the ResNet family (He et al. 2016), torchvision-compatible weights.
 
-from zoo.spec import ModelSpec
-from zoo.vision.cnn.config import Config
-
-SPEC = ModelSpec(
-    name="vision/cnn",
-    task="classification",
-    dataset="mnist-5k",
-    package=__name__,
-    config_cls=Config,
-    smoke_config={"epochs": 1, "base_width": 8, "batch_size": 32, "image_size": 8, "warmup_steps": 0},
-    smoke_data={"dataset": "digits"},
-)
+A self-contained folder: config.py (standard library), torch_impl.py (torch), keras_impl.py (Keras and the
+repository's torchlike.py), weights.py (numpy and weightmap.py). spec.py registers it with the zoo.
+"""

@@ -1,0 +1,25 @@
+"""The zoo's registration of driving/perception (task, dataset, smoke recipe); the model never imports it."""
+
+from zoo.spec import ModelSpec
+
+from .config import Config
+
+SPEC = ModelSpec(
+    name="driving/perception",
+    task="perception",
+    dataset="roads",
+    package=__package__,
+    config_cls=Config,
+    smoke_config={
+        "epochs": 1,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "width": 4,
+        "image_height": 32,
+        "image_width": 64,
+        "stage_blocks": (1, 1, 1),
+        "steering_hidden": (8,),
+        "warmup_steps": 0,
+    },
+    smoke_data={"dataset": "roads", "height": 32, "width": 64, "train": 64, "validation": 16, "test": 16},
+)

@@ -1,0 +1,15 @@
+"""The zoo's registration of vision/cnn (task, dataset, smoke recipe); the model files never import it."""
+
+from zoo.spec import ModelSpec
+
+from .config import Config
+
+SPEC = ModelSpec(
+    name="vision/cnn",
+    task="classification",
+    dataset="mnist-5k",
+    package=__package__,
+    config_cls=Config,
+    smoke_config={"epochs": 1, "base_width": 8, "batch_size": 32, "image_size": 8, "warmup_steps": 0},
+    smoke_data={"dataset": "digits"},
+)
