@@ -151,6 +151,10 @@ def test_overwrite_replaces_a_recognisable_run_only(tmp_path):
         check(run, overwrite=True)
         with pytest.raises(UserError, match="exists and is not empty: pass another --out, --overwrite"):
             check(run, overwrite=False)
+    link = tmp_path / "link"  # rmtree cannot replace a link: the folder itself must be named
+    link.symlink_to(started)
+    with pytest.raises(UserError, match="is a symbolic link"):
+        check(link, overwrite=True)
     impostor = tmp_path / "impostor"  # a result.json of something else
     impostor.mkdir()
     (impostor / "result.json").write_text(json.dumps({"accuracy": 0.9}))

@@ -130,6 +130,10 @@ def check_request(
                     f"result.json){'; --overwrite replaces only a run folder' if settings.overwrite else ''}: "
                     "nothing was changed; pass a new or empty --out"
                 )
+            if settings.overwrite and out.is_symlink():
+                raise UserError(
+                    f"--out {out} is a symbolic link to {out.resolve()}: pass that folder itself to replace it"
+                )
             if not settings.overwrite:
                 raise UserError(
                     f"run folder {out} exists and is not empty: pass another --out, --overwrite, "
