@@ -10,7 +10,8 @@ lift out of the zoo). Each piece writes out a framework difference once:
   and MaxPool2D with torch's symmetric -inf padding.
 - BatchNormalization in torch's convention (momentum is the weight of the batch statistic in torch, of
   the running value in Keras; epsilon 1e-5 instead of 1e-3).
-- Dropout with a named RNG state, so its variable path is stable across processes.
+- Dropout with a named RNG state, so its variable path is stable across processes, and SharedDropout:
+  several dropout sites drawing from one generator.
 - GRU and GRUCell computing, initialised and called as torch.nn.GRU / nn.GRUCell.
 """
 
@@ -210,3 +211,24 @@ class MaxPool2D(layers.MaxPooling2D):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.torch_padding}
+
+
+class SharedDropout(layers.Layer):
+    """Dropout drawing its masks from a keras.random.SeedGenerator it is handed (the model owns it), so
+    several layers draw from one RNG stream, in call order. Identity when not training or when rate is 0."""
+
+    def __init__(
+        self, rate: float, seed_generator: keras.random.SeedGenerator, name: str | None = None, **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.rate = float(rate)
+        self.supports_masking = True
+        self.seed_generator = seed_generator
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return keras.random.dropout(inputs, self.rate, seed=self.seed_generator)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

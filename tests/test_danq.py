@@ -122,14 +122,14 @@ def test_a_reverse_without_complement_is_caught(spec, frameworks, monkeypatch):
 
 
 def test_a_wrong_gate_order_is_caught(spec, frameworks, monkeypatch):
-    import zoo.bio.danq.keras_impl as keras_impl
+    import zoo.bio.danq.weights as weights
     from weightmap import Transform
 
     def swap_f_g(a):  # (4H, F): gate blocks i, f, g, o -> i, g, f, o
         i, f, g, o = np.split(a, 4)
         return np.concatenate([i, g, f, o])
 
-    original = keras_impl.weight_map
+    original = weights.weight_map
     wrong = Transform(
         "wrong_gates", lambda arrays: [swap_f_g(arrays[0].T)], lambda arrays: [swap_f_g(arrays[0]).T]
     )
@@ -140,7 +140,7 @@ def test_a_wrong_gate_order_is_caught(spec, frameworks, monkeypatch):
             for r in original(config)
         ]
 
-    monkeypatch.setattr(keras_impl, "weight_map", broken)
+    monkeypatch.setattr(weights, "weight_map", broken)
     config = spec.config(**SMALL)
     checks = check_forward(
         spec, config, spec.build("torch", config), spec.build("keras", config), "t2k", (2,)
@@ -153,15 +153,6 @@ def test_paper_sizes(spec, frameworks):
     assert config.pooled_length == 75  # (1000 - 26 + 1) // 13
     model = spec.build("torch", config)
     assert model.dense.in_features == 75 * 640 and model.classifier.out_features == 919
-
-
-def test_config_errors_are_for_people(spec):
-    with pytest.raises(UserError, match="length_policy must be one of error, center, start; found 'pad'"):
-        spec.config(length_policy="pad")
-    with pytest.raises(
-        UserError, match="too short for conv_kernel 13 and pool_size 13: it needs at least 25"
-    ):
-        spec.config(sequence_length=24)
 
 
 # ------------------------------------------------------------------------------------------------ predict

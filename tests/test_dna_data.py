@@ -100,6 +100,16 @@ def test_length_policies():
     assert dna.fit_length("AACCGGT", 3, "start", "r") == "AAC"
 
 
+def test_danq_config_offers_exactly_the_policies_the_data_layer_implements():
+    """zoo/bio/danq/config.py keeps its own lists (it imports nothing from shared/, so the folder lifts out);
+    they must name what shared/data/dna.py implements."""
+    from zoo.bio.danq import config
+
+    assert config.N_ENCODINGS == dna.N_ENCODINGS
+    assert config.AMBIGUOUS_POLICIES == dna.AMBIGUOUS_POLICIES
+    assert config.LENGTH_POLICIES == dna.LENGTH_POLICIES
+
+
 def test_reverse_complement():
     forward = dna.one_hot(["AACGN"], ["r"], 5)
     np.testing.assert_array_equal(dna.reverse_complement(forward), dna.one_hot(["NCGTT"], ["r"], 5))

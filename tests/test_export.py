@@ -287,3 +287,21 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
         "tools/export.py", str(tmp_path / "nowhere"), "--format", "onnx", "--out", str(tmp_path / "o")
     )
     assert_one_line_error(proc, "does not exist")
+
+
+@pytest.mark.parametrize(
+    "name", ["recsys/mf", pytest.param("nlp/seq2seq", marks=pytest.mark.slow)], ids=["mf", "seq2seq"]
+)
+def test_bench_export_times_the_twin_and_its_verified_onnx_export(name, tmp_path):
+    out = tmp_path / "bench_export.json"
+    proc = run_tool("tools/bench_export.py", name, "--repeats", "3", "--warmup", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["kind"] == "bench_export" and result["command"].startswith("python tools/bench_export.py")
+    assert result["threads"] == 1 and result["machine"]["cores"] and len(result["load_average"]["end"]) == 3
+    row = result["models"][name]
+    assert 0 < row["torch_eager_fastest_ms"] <= row["torch_eager_ms"]
+    assert 0 < row["onnxruntime_fastest_ms"] <= row["onnxruntime_ms"]
+    assert row["onnx_over_torch"] == pytest.approx(row["onnxruntime_ms"] / row["torch_eager_ms"])
+    assert row["verified_max_rel_error"] <= 1e-5
+    assert name in proc.stdout and "onnxruntime" in proc.stdout

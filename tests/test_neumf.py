@@ -68,13 +68,6 @@ def test_both_twins_start_from_the_same_weights_drawn_with_the_authors_initialis
     assert not np.array_equal(other["gmf_user.weight"], torch_w["gmf_user.weight"])
 
 
-def test_config_rejects_odd_mlp_input_and_sparse_adam():
-    with pytest.raises(UserError, match="the first even"):
-        SPEC.config(mlp_layers=(63, 32))
-    with pytest.raises(UserError, match="sparse_embeddings=true needs plain SGD"):
-        SPEC.config(sparse_embeddings=True)
-
-
 def test_training_negatives_are_never_positives_and_repeat_by_seed():
     data = load("planted-implicit", **TINY_DATA)
     splits, state = implicit.prepare(data, tiny_config())

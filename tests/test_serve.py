@@ -1,6 +1,7 @@
 """tools/serve.py through a real HTTP client: every model answers what tools/predict.py prints, bad requests
 get a 4xx with a one-line JSON error while the server keeps serving, dynamic batching changes no answer,
-SIGTERM lets a request in flight finish, and ONNX exports are served after their sha256 are checked.
+SIGTERM lets a request in flight finish, and ONNX exports (tools/export.py's folders; translation through
+its encoder and decoder_step graphs) are served after their sha256 are checked.
 
 Servers run in this process (uvicorn in a thread, bound to 127.0.0.1 on a free port) on torch checkpoints
 smoke-trained once for the module; the shutdown test starts tools/serve.py as a user would.
@@ -25,8 +26,9 @@ import httpx
 import numpy as np
 import pytest
 
-from shared import checkpoint, models, tasks
+from shared import models, tasks
 from shared.errors import UserError
+from shared.export.pipeline import export
 from shared.serve import backends, loadgen
 from shared.serve.app import bind, make_server
 from shared.serve.service import Service, Settings
@@ -145,7 +147,7 @@ def test_models_endpoint_names_the_checkpoint(name, checkpoints, servers):
     signature = entry["signature"]
     assert signature["input"] and signature["output"] and signature["example"]["model"] == name
     assert signature["tensors"] and all(t["shape"][0] is None for t in signature["tensors"])
-    assert entry["servable"] and entry["limits"]["max_batch"] == 16
+    assert entry["limits"]["max_batch"] == 16
 
 
 def write_inputs(task: str, example_inputs: list, folder: Path) -> list[str]:
@@ -540,97 +542,22 @@ def test_cli_errors_are_one_line(checkpoints, tmp_path):
 # ---- ONNX --------------------------------------------------------------------------------------------
 
 
-def write_export_json(folder: Path, ckpt: Path, graphs: dict) -> None:
-    """export.json per tools/export.py's contract (schema 1), with the checkpoint's preprocessing.json (and
-    tokenizer.json) copied beside the graphs, as tools/export.py copies them."""
-    import shutil
-
-    loaded = checkpoint.load(ckpt)
-    spec = registry.get(loaded["model"])
-    copied = [name for name in ("preprocessing.json", "tokenizer.json") if name in loaded["files"]]
-    for name in copied:
-        shutil.copyfile(ckpt / name, folder / name)
-    files = {
-        p.name: {"sha256": checkpoint.sha256_file(p), "size": p.stat().st_size}
-        for p in sorted(folder.iterdir())
-        if p.name != "export.json"
-    }
-    state = checkpoint.read_json(loaded, "preprocessing.json")
-    info = {
-        "schema": 1,
-        "format": "onnx",
-        "framework": "torch",
-        "model": spec.name,
-        "task": spec.task,
-        "config": loaded["config"],
-        "checkpoint": {
-            "path": str(ckpt),
-            "folder": str(ckpt),
-            "sha256": checkpoint.sha256_file(ckpt / "weights.safetensors"),
-            "manifest_sha256": checkpoint.sha256_file(ckpt / "manifest.json"),
-        },
-        "graphs": graphs,
-        "preprocessing": {
-            **{k: v for k, v in state.items() if k in ("kind", "mean", "std")},
-            "files": copied,
-        },
-        "files": files,
-        "verification": {"made_by": "tests/test_serve.py"},
-    }
-    (folder / "export.json").write_text(json.dumps(info, indent=2))
-
-
-def make_onnx_export(ckpt: Path, out: Path) -> Path:
-    """An ONNX export folder of a single-graph model made from the torch twin (tools/export.py is built on
-    another branch; this follows its folder contract)."""
-    import torch
-
-    spec, config, model, _ = models.load_model(ckpt, "torch")
-    model.eval()
-    impl = spec.impl("torch")
-    batch = {k: v for k, v in spec.example_batch(config, 2).items() if k == "image"}
-    names = list(batch)
-    reference = spec.forward(model, batch)
-    outputs = sorted(reference)
-
-    class Graph(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors):
-            found = impl.call(self.inner, dict(zip(names, tensors)), training=False)
-            return tuple(found[k] for k in outputs)
-
-    out.mkdir(parents=True)
-    torch.onnx.export(
-        Graph(model),
-        tuple(torch.from_numpy(batch[k]) for k in names),
-        str(out / "model.onnx"),
-        input_names=names,
-        output_names=outputs,
-        dynamo=False,
-        dynamic_axes={k: {0: "batch"} for k in names + outputs},
-    )
-
-    def signature(arrays: dict) -> list[dict]:
-        return [{"name": k, "dtype": str(v.dtype), "shape": [None, *v.shape[1:]]} for k, v in arrays.items()]
-
-    write_export_json(
-        out,
-        ckpt,
-        {"model": {"file": "model.onnx", "inputs": signature(batch), "outputs": signature(reference)}},
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
-def cnn_export(checkpoints, tmp_path_factory) -> Path:
-    return make_onnx_export(checkpoints["vision/cnn"], tmp_path_factory.mktemp("exports") / "vision-cnn-onnx")
+def onnx_exports(checkpoints, tmp_path_factory):
+    """tools/export.py's ONNX folder of a model's smoke checkpoint, made (and verified) once per module."""
+    root, made = tmp_path_factory.mktemp("exports"), {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = root / name.replace("/", "-")
+            export(str(checkpoints[name]), "onnx", made[name])
+        return made[name]
+
+    return get
 
 
-def test_onnx_export_serves_the_answers_of_the_torch_twin(cnn_export, servers):
-    onnx = serve(cnn_export, "onnx", max_batch=8, max_delay_ms=200)
+def test_onnx_export_serves_the_answers_of_the_torch_twin(onnx_exports, servers):
+    onnx = serve(onnx_exports("vision/cnn"), "onnx", max_batch=8, max_delay_ms=200)
     try:
         entry = onnx.client.get("/v1/models").json()["models"][0]
         torch_server = servers("vision/cnn")
@@ -663,51 +590,86 @@ def test_onnx_export_serves_the_answers_of_the_torch_twin(cnn_export, servers):
         onnx.close()
 
 
-def test_onnx_export_is_refused_when_a_file_changed(cnn_export, tmp_path):
+def test_onnx_export_is_refused_when_a_file_changed(onnx_exports, tmp_path):
     import shutil
 
+    original = onnx_exports("vision/cnn")
     copy = tmp_path / "export"
-    shutil.copytree(cnn_export, copy)
+    shutil.copytree(original, copy)
     data = bytearray((copy / "model.onnx").read_bytes())
     data[-1] ^= 1
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(UserError, match="does not match export.json"):
         backends.load(str(copy), "onnx", threads=1)
-    shutil.copyfile(cnn_export / "model.onnx", copy / "model.onnx")
+    shutil.copyfile(original / "model.onnx", copy / "model.onnx")
     backends.load(str(copy), "onnx", threads=1)  # restored: accepted
     (copy / "notes.txt").write_text("not listed")
     with pytest.raises(UserError, match="does not list"):
         backends.load(str(copy), "onnx", threads=1)
     with pytest.raises(UserError, match="serve it with --fw onnx"):
-        backends.load(str(cnn_export), "torch", threads=1)
+        backends.load(str(original), "torch", threads=1)
 
 
-def test_onnx_sequence_model_answers_501(checkpoints, tmp_path):
-    """Sequence models export an encoder and a decoder step; this server does not run them yet."""
-    folder = tmp_path / "seq2seq-onnx"
-    folder.mkdir()
-    graphs = {}
-    for name in ("encoder", "decoder_step"):
-        (folder / f"{name}.onnx").write_bytes(b"graph bytes are not read for sequence models")
-        graphs[name] = {"file": f"{name}.onnx"}
-    write_export_json(folder, checkpoints["nlp/seq2seq"], graphs)
-    server = serve(folder, "onnx")
+@pytest.mark.parametrize("name", ["nlp/seq2seq", pytest.param("nlp/transformer", marks=pytest.mark.slow)])
+def test_onnx_translation_export_translates_as_the_torch_twin(name, onnx_exports, servers):
+    """The encoder and decoder_step graphs, driven by the zoo's greedy (and beam) search: sentences in, the
+    torch twin's translations and log-probabilities out."""
+    onnx = serve(onnx_exports(name), "onnx", max_batch=4, max_delay_ms=100)
     try:
-        entry = server.client.get("/v1/models").json()["models"][0]
-        assert entry["servable"] is False and entry["name"] == "nlp/seq2seq"
-        assert_one_line_error(server.predict({"inputs": ["a"]}), 501, "encoder/decoder_step")
-        assert server.healthy()
+        torch_server = servers(name)
+        entry = onnx.client.get("/v1/models").json()["models"][0]
+        assert entry["framework"] == "onnx" and set(entry["export"]["graphs"]) == {"encoder", "decoder_step"}
+        inputs = [example(onnx)["inputs"][0], *variants(onnx, 4)]
+        for options in ({}, {"beam": 3, "nbest": 2}):
+            body = {"inputs": inputs, "options": options}
+            found, want = onnx.predict(body), torch_server.predict(body)
+            assert found.status_code == 200, found.text[:300]
+            assert_same(found.json()["outputs"], want.json()["outputs"])
+        config = onnx.service.backend.config
+        if hasattr(config, "check_lengths"):  # the Transformer's decoder stops at its positions
+            too_long = {"inputs": inputs[:1], "options": {"max_len": config.max_tgt_len + 1}}
+            assert_one_line_error(onnx.predict(too_long), 422, "max_len")
+            assert_one_line_error(torch_server.predict(too_long), 422, "max_len")
+        assert onnx.healthy()
     finally:
-        server.close()
+        onnx.close()
+
+
+def test_onnx_translation_export_without_its_decoding_section_is_refused(onnx_exports, tmp_path):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(onnx_exports("nlp/seq2seq"), copy)
+    info = json.loads((copy / "export.json").read_text())
+    del info["decoding"]
+    (copy / "export.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="decoding"):
+        backends.load(str(copy), "onnx", threads=1)
 
 
 # ---- load --------------------------------------------------------------------------------------------
 
 
-def test_load_generator_reports_percentiles(checkpoints):
+def test_load_generator_reports_percentiles(checkpoints, tmp_path):
+    from tests.conftest import run_tool
+
     server = serve(checkpoints["recsys/mf"], max_body_bytes=4096)
     try:
         report = loadgen.run(server.url, [1, 4], requests=60, seconds=30, warmup=5, bad_fraction=0.1)
+        results = tmp_path / "results"
+        results.mkdir()
+        cli = run_tool(
+            "tools/loadtest.py",
+            server.url,
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "20",
+            "--warmup",
+            "2",
+            "--json",
+            str(results / "mf.json"),
+        )
     finally:
         server.close()
     for level in report["levels"]:
@@ -716,6 +678,45 @@ def test_load_generator_reports_percentiles(checkpoints):
         latency = level["latency_ms"]
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert report["model"]["name"] == "recsys/mf"
+
+    # the CLI's JSON says when, where and under what load it measured, and what it served
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    saved = json.loads((results / "mf.json").read_text())
+    assert saved["kind"] == "loadtest" and saved["command"].startswith("python tools/loadtest.py http://")
+    assert saved["machine"]["cores"] and len(saved["load_average"]["end"]) == 3
+    assert saved["provenance"]["framework"] == "torch" and saved["provenance"]["epochs"] == 1
+    assert [x["requests"] for x in saved["levels"]] == [20, 20]
+    check_docs_written_from(results, tmp_path / "root", saved)
+
+
+def check_docs_written_from(results: Path, root: Path, saved: dict) -> None:
+    """tools/loadtest.py --write-docs: PERFORMANCE.md's block and the model card's Deployment section last,
+    the figures of the JSON in both, the same files when run again."""
+    import shutil
+
+    from shared.serve import performance
+
+    card = root / "zoo" / "recsys" / "mf" / "README.md"
+    card.parent.mkdir(parents=True)
+    (root / "docs").mkdir()
+    shutil.copyfile(ROOT / "zoo" / "recsys" / "mf" / "README.md", card)
+    start, end = performance.DEPLOYMENT_START, performance.DEPLOYMENT_END
+    original = card.read_text().split(start)[0].rstrip("\n")  # without the repository's own section
+    card.write_text(original + f"\n\n{start}\nold figures\n{end}\n\nA later section.\n")
+    written = performance.write_docs(results, root)
+    assert written == [root / "docs" / "PERFORMANCE.md", card]
+    text = card.read_text()
+    assert text.rstrip().endswith(end) and text.count(start) == 1 and "old figures" not in text
+    assert "A later section." in text and text.index("A later section.") < text.index(start)
+    p99 = saved["levels"][1]["latency_ms"]["p99"]
+    row = next(line for line in text.splitlines() if line.startswith("| recsys/mf (smoke) | torch |"))
+    assert performance._ms(p99) in row
+    doc = (root / "docs" / "PERFORMANCE.md").read_text()
+    assert performance.PERFORMANCE_START in doc and saved["command"] in doc and row in doc
+    assert "p99 <= 50 ms at concurrency 8: not measured" in doc  # no ONNX perception run among these
+    before = {p: p.read_text() for p in written}
+    performance.write_docs(results, root)
+    assert {p: p.read_text() for p in written} == before
 
 
 @pytest.mark.slow

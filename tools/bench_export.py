@@ -9,32 +9,32 @@ Single-graph models: one forward of a batch of 1 (torch: the twin's call under n
 beforehand; onnxruntime: session.run on numpy arrays). Translation models: greedy translation of one
 source through shared/decoding.py, the twin's encode / decode_step against the encoder and decoder_step
 graphs (the same number of steps: the decoded tokens are checked equal). Median of --repeats runs after
-warm-up, both runtimes on --threads threads.
+warm-up, both runtimes on --threads threads. The JSON (--out) records the command, the date, the CPU and
+the load average before and after; `tools/loadtest.py --write-docs` turns it into docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import _path  # noqa: F401
+import numpy as np
 
+from shared import checkpoint
+from shared import decoding as zoo_decoding
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from shared.export import decode
+from shared.export.pipeline import export, load_runner
+from shared.models import get_spec
+from shared.recipe import config_to_dict
+from shared.serve.performance import finish, stamp
+from zoo.registry import list_models
 
 
 def timed_ms(fn, repeats: int, warmup: int) -> tuple[float, float]:
@@ -50,19 +50,11 @@ def timed_ms(fn, repeats: int, warmup: int) -> tuple[float, float]:
 
 
 def bench_model(name: str, folder: Path, repeats: int, warmup: int, threads: int) -> dict:
-    import numpy as np
     import torch
 
-    from shared import checkpoint
-    from shared import decoding as zoo_decoding
-    from shared.export import decode
-    from shared.export.onnx import runner
-    from shared.export.pipeline import export
     from shared.export.torch_graphs import TwinCall
-    from shared.recipe import config_to_dict
-    from zoo import registry
 
-    spec = registry.get(name)
+    spec = get_spec(name)
     config = spec.config()
     torch.manual_seed(0)
     model = spec.build("torch", config).eval()
@@ -74,7 +66,7 @@ def bench_model(name: str, folder: Path, repeats: int, warmup: int, threads: int
         meta={"framework": "torch", "note": "random weights for tools/bench_export.py"},
     )
     doc = export(str(ckpt), "onnx", folder / "onnx")
-    run = runner(folder / "onnx", doc["graphs"], threads=threads)
+    run = load_runner(folder / "onnx", doc, threads=threads)
     row = {"verified_max_rel_error": doc["verification"]["max_rel_error"], "opset": doc["opset"]}
     if spec.task == "translation":
         batch = spec.example_batch(config, batch_size=1, seed=11)
@@ -128,19 +120,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("--repeats and --threads must be >= 1 and --warmup >= 0")
-    from shared.cli import get_spec
-    from zoo import registry
-
-    names = [get_spec(m).name for m in args.models] or registry.list_models()
+    names = [get_spec(m).name for m in args.models] or list_models()
     import torch
 
     torch.set_num_threads(args.threads)
     results = {
-        "cpu": cpu_name(),
+        **stamp("bench_export", "tools/bench_export.py", argv),
         "threads": args.threads,
         "repeats": args.repeats,
+        "warmup": args.warmup,
         "config": "default",
-        "versions": {"torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__},
+        "versions": {"torch": torch.__version__, "onnxruntime": version("onnxruntime")},
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +144,7 @@ def main(argv=None) -> int:
                 f"   ratio {row['onnx_over_torch']:.2f}   ({row['what']})",
                 flush=True,
             )
+    finish(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -19,6 +19,7 @@ import _path  # noqa: F401
 
 from shared.cli import Parser, main_wrapper
 from shared.export import FORMATS, TOLERANCE
+from shared.export.pipeline import VerificationError, check_request, export
 
 
 def main(argv=None) -> int:
@@ -33,14 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
     args = parser.parse_args(argv)
 
-    from shared.export.pipeline import check_request
-
-    check_request(
-        args.format, args.fw, args.out, args.overwrite
-    )  # one-line errors before any framework loads
-
-    from shared.export.pipeline import VerificationError, export
-
+    check_request(args.format, args.fw, args.out, args.overwrite)  # one-line errors before a framework loads
     try:
         doc = export(args.checkpoint, args.format, args.out, args.fw, args.tolerance, args.overwrite)
     except VerificationError as err:

@@ -8,7 +8,13 @@ then tools/serve.py is started on a free local port with --fw, --threads, --max-
 measured, and stopped. Each level runs until --requests requests or --seconds, whichever comes first,
 after --warmup unmeasured requests. The request is the model's example from GET /v1/models unless --body
 names a JSON file. --bad-fraction F sends that share of deliberately malformed requests (each must be
-answered 4xx). Prints a table; --json writes the whole report.
+answered 4xx). Prints a table; --json writes the whole report, with the command, the date, the CPU, the
+load average before and after, and where the served weights came from.
+
+    python tools/loadtest.py --write-docs runs/perf
+
+writes docs/PERFORMANCE.md's generated section and each model card's Deployment section from the JSON
+results in runs/perf (this tool's --json files and tools/bench_export.py's --out file); it measures nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import _path  # noqa: F401
 
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
-from shared.serve import loadgen
+from shared.serve import loadgen, performance
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +111,7 @@ def table(report: dict) -> str:
 def main(argv=None) -> int:
     parser = Parser(prog="tools/loadtest.py", description=__doc__)
     parser.add_argument(
-        "target", help="http://127.0.0.1:PORT of a running server, or a checkpoint/export to serve"
+        "target", nargs="?", help="http://127.0.0.1:PORT of a running server, or a checkpoint/export to serve"
     )
     parser.add_argument("--fw", help="torch, keras or onnx: start tools/serve.py on the target folder")
     parser.add_argument("--threads", type=int, default=1, help="the started server's intra-op threads")
@@ -118,7 +124,20 @@ def main(argv=None) -> int:
     parser.add_argument("--bad-fraction", type=float, default=0.0, help="share of malformed requests")
     parser.add_argument("--body", help="JSON file: the request to send (default: the model's example)")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument(
+        "--write-docs",
+        metavar="DIR",
+        help="measure nothing: write docs/PERFORMANCE.md and the model cards' Deployment sections from DIR/*.json",
+    )
     args = parser.parse_args(argv)
+    if args.write_docs:
+        if args.target:
+            raise UserError("--write-docs reads results and measures nothing: leave the target out")
+        for path in performance.write_docs(args.write_docs, ROOT):
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    if not args.target:
+        raise UserError("name a target: http://127.0.0.1:PORT, or a checkpoint/export folder with --fw")
     try:
         concurrency = [int(c) for c in args.concurrency.split(",")]
     except ValueError:
@@ -127,10 +146,15 @@ def main(argv=None) -> int:
         ) from None
     body = Path(args.body).read_bytes() if args.body else None
 
+    header = performance.stamp("loadtest", "tools/loadtest.py", argv)
+
     def measure(base: str) -> dict:
-        return loadgen.run(
+        header["load_average"]["start"] = performance.load_average()  # after the server started
+        report = loadgen.run(
             base, concurrency, args.requests, args.seconds, args.warmup, args.bad_fraction, body
         )
+        report["provenance"] = performance.provenance(loadgen.describe(base))
+        return performance.finish({**header, **report})
 
     if args.target.startswith("http"):
         if args.fw:
@@ -147,7 +171,13 @@ def main(argv=None) -> int:
             args.target, args.fw, args.threads, args.max_batch, args.max_delay_ms, 600
         ) as base:
             report = measure(base)
-        report["server"] = {"source": args.target, "fw": args.fw, "threads": args.threads}
+        report["server"] = {
+            "source": args.target,
+            "fw": args.fw,
+            "threads": args.threads,
+            "max_batch": args.max_batch,
+            "max_delay_ms": args.max_delay_ms,
+        }
     report["client"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     print(table(report))
     if args.json:

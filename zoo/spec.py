@@ -45,6 +45,9 @@ class ModelSpec:
     # A few-second CPU training run for CI: Config overrides and keyword arguments for the dataset loader.
     smoke_config: dict = field(default_factory=dict)
     smoke_data: dict = field(default_factory=dict)
+    # Configs a person might try that cannot be built: (overrides, the words the one-line error must hold).
+    # tests/test_model_contract.py checks each through spec.config() and the first through tools/train.py.
+    bad_configs: tuple = ()
 
     @property
     def task_module(self):

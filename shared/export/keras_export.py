@@ -44,7 +44,7 @@ def positional(body, graph):
 def write_savedmodel(plan, spec, model, path: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
-    made = bodies(spec, model)
+    made = bodies(spec, model, plan.decoding)
     for name, graph in plan.graphs.items():
         archive.add_endpoint(name, positional(made[name], graph), input_signature=signature(graph))
     archive.write_out(str(path), verbose=False)
@@ -54,7 +54,9 @@ def write(plan, spec, model, folder: Path, fmt: str) -> tuple[dict, dict]:
     if fmt == "savedmodel":
         write_savedmodel(plan, spec, model, folder / SAVEDMODEL)
         return {name: {"file": SAVEDMODEL, "signature": name} for name in plan.graphs}, {}
-    wrapped = ExportedModel(spec.name, config_to_dict(model.zoo_config), twin=model, name="zoo_model")
+    wrapped = ExportedModel(
+        spec.name, config_to_dict(model.zoo_config), twin=model, decoding=plan.decoding, name="zoo_model"
+    )
     wrapped.save(str(folder / KERAS_FILE))
     return {name: {"file": KERAS_FILE, "graph": name} for name in plan.graphs}, {}
 

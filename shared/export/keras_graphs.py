@@ -1,9 +1,11 @@
 """The Keras twin as exportable graphs: functions that take a dict of a graph's inputs (tensors) and
 return a dict of its outputs, and ExportedModel, the Keras model a `.keras` export holds.
 
-Single-graph models run the twin's own `call(model, batch)`. For translation models the adapter below is
-the one place that reaches inside a Keras translation twin, through the methods its decoding already
-uses: `encode`, and `decoder` (a recurrent decoder) or `decode` (a decoder that re-reads its prefix).
+Single-graph models run the twin's own `call(model, batch)`. For translation models the adapter below
+uses the model's public decoding methods, as torch_graphs.py does for the torch twin: `encode` and
+`decode_step` (tensors in and out, as shared/decoding.py's bind() drives them), or `encode` and `decode`
+for a decoder that re-reads its whole prefix (the Transformer). Outside a training call the twins'
+dropout is off, so these run in inference mode.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
+from shared.errors import UserError
+from shared.models import get_spec
+from shared.recipe import config_from_dict
 
-def bodies(spec, model) -> dict[str, Callable[[dict], dict]]:
-    """graph name -> function (dict of tensors in, dict of tensors out), in inference mode."""
+
+def bodies(spec, model, decoding: dict | None = None) -> dict[str, Callable[[dict], dict]]:
+    """graph name -> function (dict of tensors in, dict of tensors out), in inference mode; `decoding` is
+    the plan's decoding section (translation models)."""
     if spec.task == "translation":
-        return translation_bodies(model)
+        return translation_bodies(model, decoding)
     call = spec.impl("keras").call
     return {"model": lambda batch: call(model, batch, training=False)}
 
@@ -26,46 +33,51 @@ def bodies(spec, model) -> dict[str, Callable[[dict], dict]]:
 # ---- translation adapter ----------------------------------------------------------------------------
 
 
-def translation_bodies(model) -> dict[str, Callable[[dict], dict]]:
-    if hasattr(model, "decode"):  # the decoder re-reads the whole prefix (Transformer)
+def translation_bodies(model, decoding: dict) -> dict[str, Callable[[dict], dict]]:
+    if hasattr(model, "decode_step"):  # a decoder with a state of its own (seq2seq's GRU)
+        memory_names, state_names = tuple(decoding["memory"]), tuple(decoding["state"])
 
         def encoder(batch):
-            memory, _ = model.encode(batch["src"], batch["src_mask"], training=False)  # (N, S, E)
-            return {"memory": memory}
+            memory, state = model.encode(batch["src"], batch["src_mask"])
+            return {**{k: v for k, v in memory.items() if k != "src_mask"}, **state}
 
         def decoder_step(batch):
-            prefix = batch["prefix"]  # (N, t)
-            with (
-                warnings.catch_warnings()
-            ):  # Keras warns of a softmax over one key: the first step has only BOS
-                warnings.filterwarnings(
-                    "ignore", message="You are using a softmax over axis", category=UserWarning
-                )
-                logits, maps = model.decode(
-                    prefix,
-                    batch["memory"],
-                    ops.ones_like(prefix, dtype="bool"),
-                    batch["src_mask"],
-                    need_weights=True,
-                    training=False,
-                )  # (N, t, V)
-            return {"logits": logits[:, -1], "attention": ops.mean(maps[-1][1][:, :, -1], axis=1)}
+            memory = {k: batch[k] for k in memory_names}
+            state = {k: batch[k] for k in state_names}
+            logits, state, attention = model.decode_step(memory, state, batch["tokens"])
+            found = {"logits": logits, **{f"next_{k}": v for k, v in state.items()}}
+            if attention is not None:
+                found["attention"] = attention
+            return found
 
         return {"encoder": encoder, "decoder_step": decoder_step}
 
-    def recurrent_encoder(batch):
-        keys, values, hidden = model.encode(batch["src"], batch["src_mask"], training=False)
-        return {"keys": keys, "values": values, "hidden": ops.stack(hidden, axis=1)}  # hidden (N, layers, H)
-
-    def recurrent_step(batch):
-        state = batch["hidden"]
-        hidden = [state[:, i] for i in range(state.shape[1])]  # layers x (N, H); the layer count is static
-        logits, hidden, weights = model.decoder(
-            batch["tokens"], hidden, batch["keys"], batch["values"], batch["src_mask"], training=False
+    if not hasattr(model, "decode"):
+        raise UserError(
+            f"{type(model).__name__} has neither decode_step nor decode: the translation export adapter "
+            "(shared/export/keras_graphs.py) needs one of them"
         )
-        return {"logits": logits, "next_hidden": ops.stack(hidden, axis=1), "attention": weights}
 
-    return {"encoder": recurrent_encoder, "decoder_step": recurrent_step}
+    def memory_encoder(batch):
+        memory, _ = model.encode(batch["src"], batch["src_mask"])  # (N, S, E)
+        return {"memory": memory}
+
+    def prefix_step(batch):
+        prefix = batch["prefix"]  # (N, t)
+        with warnings.catch_warnings():  # Keras warns of a softmax over one key: the first step has only BOS
+            warnings.filterwarnings(
+                "ignore", message="You are using a softmax over axis", category=UserWarning
+            )
+            logits, maps = model.decode(
+                prefix,
+                batch["memory"],
+                ops.ones_like(prefix, dtype="bool"),
+                batch["src_mask"],
+                need_weights=True,
+            )  # (N, t, V)
+        return {"logits": logits[:, -1], "attention": ops.mean(maps[-1][1][:, :, -1], axis=1)}
+
+    return {"encoder": memory_encoder, "decoder_step": prefix_step}
 
 
 # ---- the model of a .keras export -------------------------------------------------------------------
@@ -80,13 +92,16 @@ class ExportedModel(keras.Model):
     the class) and then reads the weights from the archive.
     """
 
-    def __init__(self, model_name: str, config: dict, twin=None, **kwargs):
+    def __init__(self, model_name: str, config: dict, twin=None, decoding: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        from shared.recipe import config_from_dict
-        from zoo import registry
-
         self.model_name, self.model_config = model_name, dict(config)
-        self._spec = registry.get(model_name)
+        # translation: the names of the memory and state tensors (export.json's "decoding")
+        self.decoding = (
+            None
+            if decoding is None
+            else {"memory": list(decoding["memory"]), "state": dict(decoding["state"])}
+        )
+        self._spec = get_spec(model_name)
         self.twin = (
             twin
             if twin is not None
@@ -95,10 +110,15 @@ class ExportedModel(keras.Model):
         self.built = True  # the twin built its variables
 
     def get_config(self) -> dict:
-        return {"name": self.name, "model_name": self.model_name, "config": self.model_config}
+        return {
+            "name": self.name,
+            "model_name": self.model_name,
+            "config": self.model_config,
+            "decoding": self.decoding,
+        }
 
     def run(self, graph: str, inputs: dict) -> dict:
-        functions = bodies(self._spec, self.twin)
+        functions = bodies(self._spec, self.twin, self.decoding)
         if graph not in functions:
             raise KeyError(f"{self.model_name} has graphs {', '.join(functions)}; found {graph!r}")
         return functions[graph](inputs)

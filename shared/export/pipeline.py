@@ -13,10 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared import hub, models, tasks
 from shared.checkpoint import git_commit
 from shared.errors import UserError
-from shared.export import FORMATS, TOLERANCE, manifest
-from shared.export.verify import VerificationError  # noqa: F401  (re-exported for the CLI)
+from shared.export import FORMATS, TOLERANCE, manifest, onnx, tflite
+from shared.export import plan as plans
+from shared.export.verify import VerificationError, verify
+from shared.recipe import config_to_dict
+
+__all__ = ["VerificationError", "check_request", "export", "load_runner"]  # VerificationError: for the CLI
 
 CHECKPOINT_ONLY = {"weights.safetensors", "config.json", "meta.json", "manifest.json", "README.md"}
 
@@ -63,18 +68,12 @@ def export(
 ) -> dict:
     """Export checkpoint `source` (folder, run folder or store URL) as `fmt` into `out`; returns export.json.
     Raises VerificationError when the reloaded artefact does not reproduce the twin (nothing is written)."""
-    from shared import hub, models, tasks
-    from shared.export import plan as plans
-    from shared.export import tflite
-    from shared.recipe import config_to_dict
-    from zoo import registry
-
     fw, out = check_request(fmt, fw, out, overwrite)
     if not tolerance >= 0:
         raise UserError(f"--tolerance must be >= 0; found {tolerance}")
     ckpt = hub.load(source)
     if fmt == "tflite":
-        tflite.check(registry.get(ckpt["model"]))
+        tflite.check(models.get_spec(ckpt["model"]))
     spec, config, model, ckpt = models.load_model(ckpt["folder"], fw)
     try:
         state = tasks.load_state(spec, ckpt)
@@ -96,8 +95,6 @@ def export(
         written = time.perf_counter()
         graphs = {name: plan.graphs[name].entry(**entry) for name, entry in where.items()}
         run = load_runner(tmp, {"format": fmt, "graphs": graphs})
-        from shared.export.verify import verify
-
         figures = verify(plan, spec, model, run, tolerance, fw)
         figures["seconds"] = {
             "export": round(written - started, 2),
@@ -147,9 +144,7 @@ def load_runner(folder: str | Path, doc: dict | None = None, threads: int | None
     doc = doc or manifest.read(folder)
     fmt, graphs = doc["format"], doc["graphs"]
     if fmt == "onnx":
-        from shared.export.onnx import runner
-
-        return runner(Path(folder), graphs, threads)
+        return onnx.runner(Path(folder), graphs, threads)
     if fmt == "torch-export":
         from shared.export.torch_export import runner
 
@@ -159,7 +154,5 @@ def load_runner(folder: str | Path, doc: dict | None = None, threads: int | None
 
         return runner(Path(folder), graphs, fmt)
     if fmt == "tflite":
-        from shared.export.tflite import runner
-
-        return runner(Path(folder), graphs)
+        return tflite.runner(Path(folder), graphs)
     raise UserError(f"{folder}/export.json names format {fmt!r}, which this zoo cannot run")

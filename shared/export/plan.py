@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.errors import UserError
+from shared.tasks import translation
 
 # task -> (input batch keys, outputs kept), in the order the graph takes and returns them
 SINGLE_GRAPH = {
@@ -219,8 +220,6 @@ def preprocessing(spec, config, graph: Graph | None, state: dict | None) -> dict
             "another length follow n_encoding, ambiguous_bases and length_policy (shared/data/dna.py); float32"
         )
     elif spec.task == "translation":
-        from shared.tasks import translation
-
         steps = (
             "strip the source and collapse its white space to single spaces, tokenise it with tokenizer.json's "
             "'source' tokenizer (a Hugging Face tokenizers JSON: "
@@ -269,8 +268,6 @@ def _axes(name: str, a: np.ndarray, b: np.ndarray, sizes: dict[str, tuple[int, i
 
 
 def _translation(spec, config, model, state) -> Plan:
-    from shared.tasks import translation
-
     task = spec.task_module
     full = spec.example_batch(config, batch_size=4, seed=0)
     s, t = full["src"].shape[1], full["tgt_in"].shape[1]

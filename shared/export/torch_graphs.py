@@ -2,9 +2,10 @@
 of its outputs (GraphModule turns them into the positional form torch.export and ONNX take).
 
 Single-graph models run the twin's own `call(model, batch)`. Translation models need an encoder and a
-one-step decoder; the adapter below is the one place that reaches inside a translation twin, through
-the methods both twins' decoding already uses (`encode`, `decoder` for a recurrent decoder, `decode` for
-a decoder that re-reads its prefix) and the canonical parameter names of a GRU encoder.
+one-step decoder, and the adapter below takes them from the model's public decoding methods: `encode`
+and `decode_step` (tensors in and out, as shared/decoding.py's bind() drives them), or `encode` and
+`decode` for a decoder that re-reads its whole prefix (the Transformer). The names of the memory and
+state tensors come from the export plan (export.json's "decoding").
 
 The GRU encoder packs each source to its real tokens (pack_padded_sequence), which torch.export cannot
 trace with a dynamic length. MaskedGRU computes the same thing without packing: a scan over time that
@@ -53,26 +54,32 @@ class TwinCall(nn.Module):
         return self.call(self.model, batch, training=False)
 
 
-def bodies(spec, model: nn.Module) -> dict[str, nn.Module]:
-    """graph name -> module (dict in, dict out), for `model` in eval mode."""
+def bodies(spec, model: nn.Module, decoding: dict | None = None) -> dict[str, nn.Module]:
+    """graph name -> module (dict in, dict out), for `model` in eval mode; `decoding` is the plan's
+    decoding section (translation models)."""
     model.eval()
     if spec.task == "translation":
-        return translation_bodies(model)
+        return translation_bodies(model, decoding)
     return {"model": TwinCall(spec.impl("torch"), model).eval()}
 
 
 def graph_modules(plan, spec, model: nn.Module) -> dict[str, GraphModule]:
-    made = bodies(spec, model)
+    made = bodies(spec, model, plan.decoding)
     return {name: GraphModule(graph, made[name]).eval() for name, graph in plan.graphs.items()}
 
 
 # ---- translation adapter ----------------------------------------------------------------------------
 
 
-def translation_bodies(model: nn.Module) -> dict[str, nn.Module]:
+def translation_bodies(model: nn.Module, decoding: dict) -> dict[str, nn.Module]:
+    if hasattr(model, "decode_step"):  # a decoder with a state of its own (seq2seq's GRU)
+        return {"encoder": StepEncoder(model), "decoder_step": Step(model, decoding)}
     if hasattr(model, "decode"):  # the decoder re-reads the whole prefix (Transformer)
         return {"encoder": MemoryEncoder(model), "decoder_step": PrefixStep(model)}
-    return {"encoder": RecurrentEncoder(model), "decoder_step": RecurrentStep(model)}
+    raise UserError(
+        f"{type(model).__name__} has neither decode_step nor decode: the translation export adapter "
+        "(shared/export/torch_graphs.py) needs one of them"
+    )
 
 
 class MemoryEncoder(nn.Module):
@@ -105,31 +112,40 @@ class PrefixStep(nn.Module):
         return {"logits": logits[:, -1], "attention": maps[-1][1][:, :, -1].mean(dim=1)}
 
 
-class RecurrentEncoder(nn.Module):
-    """The twin's encode (attention keys, encoder outputs, first decoder state) on a copy of the model
-    whose packed GRU encoder is replaced by MaskedGRU."""
+class StepEncoder(nn.Module):
+    """The model's encode: its memory (but src_mask, an input already) and its first state, by name. A GRU
+    encoder that packs its sources (which torch.export cannot trace at a dynamic length) is swapped, on a
+    copy of the model, for MaskedGRUEncoder."""
 
-    def __init__(self, model):
-        super().__init__()
-        self.model = copy.deepcopy(model)
-        self.model.encoder = MaskedGRUEncoder(self.model.encoder)
-
-    def forward(self, batch):
-        keys, values, hidden = self.model.encode(batch["src"], batch["src_mask"])
-        return {"keys": keys, "values": values, "hidden": torch.stack(hidden, dim=1)}  # hidden (N, layers, H)
-
-
-class RecurrentStep(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        if isinstance(getattr(getattr(model, "encoder", None), "rnn", None), nn.GRU):
+            self.model = copy.deepcopy(model)
+            self.model.encoder = MaskedGRUEncoder(self.model.encoder)
 
     def forward(self, batch):
-        hidden = list(batch["hidden"].unbind(dim=1))  # layers x (N, H)
-        logits, hidden, weights = self.model.decoder(
-            batch["tokens"], hidden, batch["keys"], batch["values"], batch["src_mask"]
-        )
-        return {"logits": logits, "next_hidden": torch.stack(hidden, dim=1), "attention": weights}
+        memory, state = self.model.encode(batch["src"], batch["src_mask"])
+        return {**{k: v for k, v in memory.items() if k != "src_mask"}, **state}
+
+
+class Step(nn.Module):
+    """The model's decode_step: tokens, state and memory in by name; logits, next_<state> and attention."""
+
+    def __init__(self, model, decoding: dict):
+        super().__init__()
+        self.model = model
+        self.memory_names = tuple(decoding["memory"])
+        self.state_names = tuple(decoding["state"])
+
+    def forward(self, batch):
+        memory = {k: batch[k] for k in self.memory_names}
+        state = {k: batch[k] for k in self.state_names}
+        logits, state, attention = self.model.decode_step(memory, state, batch["tokens"])
+        found = {"logits": logits, **{f"next_{k}": v for k, v in state.items()}}
+        if attention is not None:
+            found["attention"] = attention
+        return found
 
 
 class MaskedGRUEncoder(nn.Module):

@@ -5,12 +5,14 @@ Every backend offers the same few things to the server:
                             (normalisation statistics, class names, tokenizers) the task needs
     forward(batch)          {name: array} -> {name: array}, the batch keys spec.forward takes
     stepper()               encode / decode_step for translation models (shared/decoding.py)
-    unservable              None, or why /v1/predict cannot run this model (answered 501)
     describe()              framework, source path and the checkpoint's sha256 for /v1/models
 
 torch and keras go through spec.forward, exactly as tools/predict.py does. onnx reads an export folder
 written by tools/export.py: export.json (schema 1) lists every file with its sha256, all checked before
-anything is loaded, and the graph "model" runs in onnxruntime on the same batch dict.
+anything is loaded. The graph "model" runs in onnxruntime on the same batch dict; a translation export's
+"encoder" and "decoder_step" graphs are opened by shared/export/pipeline.load_runner and joined into the
+Stepper the zoo's greedy and beam search drive (shared/export/decode.py), as the twins' encode /
+decode_step are.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import numpy as np
 
 from shared import checkpoint, models, tasks
 from shared.errors import UserError
+from shared.export import decode, pipeline
 from shared.recipe import config_from_dict
-from shared.serve.errors import RequestError
 from zoo import registry
 
 EXPORT_FILE = "export.json"
@@ -36,10 +38,7 @@ ONNX_DTYPES = {
     "tensor(bool)": np.bool_,
     "tensor(uint8)": np.uint8,
 }
-SEQUENCE_ONNX = (
-    "onnx serving of sequence models needs the encoder/decoder_step export, which this server does not run "
-    "yet: serve the checkpoint with --fw torch or --fw keras"
-)
+SEQUENCE_GRAPHS = ("encoder", "decoder_step")
 
 
 def set_threads(fw: str, threads: int) -> None:
@@ -82,7 +81,6 @@ class TwinBackend:
             "framework": ckpt["meta"].get("framework"),
             "created": ckpt["meta"].get("created"),
         }
-        self.unservable = None
 
     def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.spec.forward(self.model, batch, training=False)
@@ -168,16 +166,26 @@ class OnnxBackend:
         self.source = str(folder)
         self.info = info
         self.checkpoint = dict(info.get("checkpoint") or {})
-        self.session = None
-        self.unservable = None
-        if "model" in info["graphs"]:
-            self.session = self._session(folder / info["graphs"]["model"]["file"], threads)
+        self.session = self._stepper = None
+        graphs = info["graphs"]
+        if self.spec.task == "translation":
+            if not all(g in graphs for g in SEQUENCE_GRAPHS) or not isinstance(info.get("decoding"), dict):
+                raise UserError(
+                    f"{folder}/{EXPORT_FILE} lacks the encoder and decoder_step graphs or the 'decoding' section "
+                    f"a translation export has: re-export the checkpoint with tools/export.py --format onnx"
+                )
+            sequence = {"format": "onnx", "graphs": {g: graphs[g] for g in SEQUENCE_GRAPHS}}
+            try:
+                run = pipeline.load_runner(folder, sequence, threads)
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise UserError(f"onnxruntime cannot load the graphs of {folder}: {err}") from None
+            self._stepper = decode.graph_stepper(run, info["decoding"])
+        elif "model" in graphs:
+            self.session = self._session(folder / graphs["model"]["file"], threads)
             self.inputs = [(i.name, ONNX_DTYPES.get(i.type)) for i in self.session.get_inputs()]
             self.outputs = [o.name for o in self.session.get_outputs()]
-        elif "encoder" in info["graphs"]:
-            self.unservable = SEQUENCE_ONNX
         else:
-            raise UserError(f"{folder}/{EXPORT_FILE} has no graph 'model' (nor encoder/decoder_step)")
+            raise UserError(f"{folder}/{EXPORT_FILE} has no graph 'model': re-export the checkpoint")
 
     @staticmethod
     def _session(path: Path, threads: int):
@@ -203,7 +211,8 @@ class OnnxBackend:
         return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
 
     def stepper(self):
-        raise RequestError(501, SEQUENCE_ONNX)
+        """The encoder and decoder_step graphs as the Stepper shared/decoding.py drives (translation)."""
+        return self._stepper
 
     def describe(self) -> dict:
         return {

@@ -200,7 +200,7 @@ def run(
     levels = [run_level(base, good, c, requests, seconds, bad, bad_every) for c in concurrency]
     return {
         "target": base,
-        "model": {k: model.get(k) for k in ("name", "version", "task", "framework")},
+        "model": {k: model.get(k) for k in ("name", "version", "task", "framework", "config")},
         "limits": model["limits"],
         "request_bytes": len(good.body),
         "bad_fraction": bad_fraction,

@@ -68,8 +68,6 @@ class Service:
     def warm_up(self) -> None:
         """Run the example inputs once (first-call costs are paid before the first request) and record the
         input tensors the model receives (for /v1/models)."""
-        if self.backend.unservable:
-            return
         options = self.adapter.parse_options({})
         parsed = [
             self.adapter.parse(x, f"example[{i}]", options) for i, x in enumerate(self.adapter.example())
@@ -102,7 +100,6 @@ class Service:
             **self.backend.describe(),
             "signature": signature,
             "config": config_to_dict(self.backend.config),
-            "servable": self.backend.unservable is None,
             "limits": {
                 "max_batch": self.settings.max_batch,
                 "max_delay_ms": self.settings.max_delay_ms,
@@ -154,8 +151,6 @@ class Service:
         ]
 
     async def predict(self, body: bytes) -> dict:
-        if self.backend.unservable:
-            raise RequestError(501, self.backend.unservable)
         if len(body) > INLINE_PARSE_BYTES:  # images: decoded off the event loop
             options, parsed = await run_in_threadpool(self.parse, body)
         else:  # small bodies parse faster than a thread hop

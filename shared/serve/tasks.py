@@ -312,6 +312,11 @@ class Translation(Adapter):
             beam, nbest, max_len, alpha = translation.predict_options(options, self.config)
         except UserError as err:
             raise invalid(str(err)) from None
+        if hasattr(self.config, "check_lengths"):  # a decoder with positions (the Transformer's) stops there
+            try:
+                self.config.check_lengths(tgt_length=max_len)
+            except ValueError as err:
+                raise invalid(f"option max_len={max_len}: {err}") from None
         return {"beam": beam, "nbest": nbest, "max_len": max_len, "alpha": alpha}
 
     def parse(self, item: Any, where: str, options: dict) -> Parsed:

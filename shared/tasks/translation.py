@@ -34,7 +34,6 @@ import numpy as np
 
 from shared import decoding
 from shared.checkpoint import read_json
-from shared.crosscheck_decoding import decoding_checks  # noqa: F401  (re-export: its old home)
 from shared.data.iterator import BatchIterator
 from shared.data.tokenize import (
     BOS_ID,

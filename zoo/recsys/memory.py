@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 USERS = ITEMS = 100_000
 SIZES = {"recsys/mf": {"num_factors": 64}, "recsys/neumf": {}}  # NeuMF: the paper's sizes (the defaults)
@@ -41,8 +43,6 @@ def _status(field: str) -> float:
 
 def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 256) -> dict:
     """One case, in this process: resident memory before the measured steps and the step peak above it."""
-    from zoo import registry
-
     spec = registry.get(model)
     config = spec.config(
         num_users=USERS, num_items=ITEMS, batch_size=batch_size, **SIZES[model], **RECIPES[recipe]

@@ -1,12 +1,18 @@
-"""Every hyperparameter of DanQ, read by both twins, both trainers and the multilabel task."""
+"""Every hyperparameter of DanQ, read by both twins, both trainers and the multilabel task.
+
+Standard library only, so the folder lifts out of the zoo. validate() raises ValueError with a one-line
+message (the zoo's CLI prints it and exits 2).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.data.dna import AMBIGUOUS_POLICIES, LENGTH_POLICIES, N_ENCODINGS
-from shared.errors import UserError
-from shared.recipe import Recipe
+# Input policies: how the data layer one-hot encodes what is not A, C, G or T (the zoo's shared/data/dna.py
+# implements them; a test holds its lists equal to these).
+N_ENCODINGS = ("zeros", "uniform")  # N as all zeros, or 0.25 in each channel
+AMBIGUOUS_POLICIES = ("error", "as_n", "fractional")  # R, Y, ...: refuse, read as N, or 1/k per allowed base
+LENGTH_POLICIES = ("error", "center", "start")  # other lengths: refuse, or crop/pad with N (centre / start)
 
 # The paper's sizes (Quang and Xie 2016, DeepSEA data: 1000 bp, 919 chromatin labels):
 # spec.config(**PAPER). The defaults below are a CPU-sized DanQ for the embedded `motifs` data.
@@ -24,7 +30,7 @@ PAPER = {
 
 
 @dataclass
-class Config(Recipe):
+class Config:
     # Input: one-hot DNA (B, L, 4), channels A, C, G, T.
     sequence_length: int = 200
     num_labels: int = 5
@@ -46,33 +52,39 @@ class Config(Recipe):
     lstm_unit_forget_bias: bool = True
     # Inference (eval mode only): average the logits of the sequence and of its reverse complement.
     rc_average: bool = True
-    # Recipe for `motifs` on a laptop CPU (the model card's results come from these values).
+    # Training recipe for `motifs` on a laptop CPU (the model card's results come from these values).
     epochs: int = 4
     batch_size: int = 128
     eval_batch_size: int = 256
+    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd"
     lr: float = 5e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8  # torch's default (Keras' is 1e-7)
+    sgd_momentum: float = 0.9
+    weight_decay: float = 1e-4  # decoupled (AdamW)
+    schedule: str = "cosine"  # "constant" | "cosine" | "inverse_sqrt", stepped every optimizer step
     warmup_steps: int = 50
-    grad_clip_norm: float = 0.0
+    grad_clip_norm: float = 0.0  # global L2 norm; 0 disables
+    label_smoothing: float = 0.0  # toward 0.5 for every label
+    seed: int = 0  # also the seed of the Keras twin's dropout
 
     def validate(self) -> None:
-        super().validate()
         for name, allowed in (
             ("n_encoding", N_ENCODINGS),
             ("ambiguous_bases", AMBIGUOUS_POLICIES),
             ("length_policy", LENGTH_POLICIES),
         ):
             if getattr(self, name) not in allowed:
-                raise UserError(f"{name} must be one of {', '.join(allowed)}; found {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; found {getattr(self, name)!r}")
         for name in ("num_labels", "conv_filters", "conv_kernel", "pool_size", "lstm_units", "dense_units"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1; found {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 1; found {getattr(self, name)}")
         for name in ("conv_dropout", "lstm_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserError(f"{name} must be in [0, 1); found {getattr(self, name)}")
+                raise ValueError(f"{name} must be in [0, 1); found {getattr(self, name)}")
         if self.pooled_length < 1:
-            raise UserError(
+            raise ValueError(
                 f"sequence_length {self.sequence_length} is too short for conv_kernel {self.conv_kernel} "
                 f"and pool_size {self.pool_size}: it needs at least {self.conv_kernel + self.pool_size - 1}"
             )

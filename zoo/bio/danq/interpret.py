@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import hub, plots, tasks
+from shared.cli import Parser, check_fw, main_wrapper
+from shared.data import dna
+from shared.data import load as load_data
 from shared.data.dna import ALPHABET, save_motifs
+from shared.models import load_model
+from shared.tasks.multilabel import binary_cross_entropy
 
 
 def conv_activations(weights: dict, sequences: np.ndarray) -> np.ndarray:
@@ -78,7 +84,6 @@ def motif_similarity(filter_pwm: np.ndarray, motif: np.ndarray, min_overlap: flo
 
 def filter_influence(spec, model, weights: dict, arrays: dict, batch_size: int) -> np.ndarray:
     """Rise of the mean binary cross-entropy on `arrays` when each filter is knocked out, (F,)."""
-    from shared.tasks.multilabel import binary_cross_entropy
 
     def loss(w):
         spec.set_weights(model, w)
@@ -190,11 +195,6 @@ def interpret(
 ) -> dict:
     import importlib
 
-    from shared import hub, plots, tasks
-    from shared.data import dna
-    from shared.data import load as load_data
-    from shared.models import load_model
-
     ckpt = hub.load(path)
     importlib.import_module(f"shared.train.{fw}_trainer").setup(0, threads, 0)
     spec, config, model, ckpt = load_model(ckpt["folder"], fw)
@@ -276,7 +276,6 @@ def interpret(
 
 
 def main(argv=None) -> int:
-    from shared.cli import Parser, check_fw
 
     parser = Parser(prog="python -m zoo.bio.danq.interpret", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="run folder or checkpoint folder of a bio/danq model")
@@ -309,6 +308,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from shared.cli import main_wrapper
-
     main_wrapper(main)()

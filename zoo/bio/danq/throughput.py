@@ -14,10 +14,13 @@ import importlib
 import json
 import time
 
+from shared.cli import Parser, check_fw, main_wrapper
+from shared.data.iterator import BatchIterator
+from shared.recipe import parse_set_flags
+from zoo import registry
+
 
 def measure(fw: str, threads: int | None, batches: int, overrides: dict) -> dict:
-    from shared.data.iterator import BatchIterator
-    from zoo import registry
 
     spec = registry.get("bio/danq")
     config = spec.config(**overrides)
@@ -62,8 +65,6 @@ def measure(fw: str, threads: int | None, batches: int, overrides: dict) -> dict
 
 
 def main(argv=None) -> int:
-    from shared.cli import Parser, check_fw
-    from shared.recipe import parse_set_flags
 
     parser = Parser(prog="python -m zoo.bio.danq.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fw", required=True, help="keras or torch")
@@ -76,6 +77,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from shared.cli import main_wrapper
-
     main_wrapper(main)()

@@ -22,4 +22,10 @@ SPEC = ModelSpec(
         "warmup_steps": 0,
     },
     smoke_data={"dataset": "roads", "height": 32, "width": 64, "train": 64, "validation": 16, "test": 16},
+    bad_configs=(
+        ({"image_height": 40}, "image_height must be a positive multiple of 16"),
+        ({"stage_blocks": (1,)}, "stage_blocks needs >= 2 stages"),
+        ({"steering_hidden": ()}, "steering_hidden needs >= 1 layer"),
+        ({"steering_loss_weight": -1.0}, "steering_loss_weight must be >= 0"),
+    ),
 )

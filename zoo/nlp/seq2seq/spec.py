@@ -3,7 +3,7 @@
 The model itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imports this file.
 """
 
-from shared.tasks.translation import decoding_checks
+from shared.crosscheck_decoding import decoding_checks
 from zoo.spec import ModelSpec
 
 from .config import Config
@@ -24,4 +24,10 @@ SPEC = ModelSpec(
         "warmup_steps": 0,
     },
     smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
+    bad_configs=(
+        ({"decoding": "sampling"}, "'greedy' or 'beam'"),
+        ({"rnn_dropout": 1.0}, r"rnn_dropout must be in \[0, 1\)"),
+        ({"src_vocab_size": 3}, "src_vocab_size must be >= 5"),
+        ({"gru_reset_after": False}, "no torch.nn.GRU equivalent"),
+    ),
 )

@@ -3,7 +3,7 @@
 The model itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imports this file.
 """
 
-from shared.tasks.translation import decoding_checks
+from shared.crosscheck_decoding import decoding_checks
 from zoo.spec import ModelSpec
 
 from .config import Config
@@ -26,4 +26,11 @@ SPEC = ModelSpec(
         "warmup_steps": 4,
     },
     smoke_data={"train_size": 256, "validation_size": 32, "test_size": 32, "max_number": 999},
+    bad_configs=(
+        ({"d_model": 30, "num_heads": 4}, "d_model must be a positive multiple of num_heads"),
+        ({"positions": "rotary"}, "positions must be one of sinusoidal, learned"),
+        ({"pad_id": 1}, "pad_id must be 0"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"decoding": "sample"}, "decoding must be 'greedy' or 'beam'"),
+    ),
 )

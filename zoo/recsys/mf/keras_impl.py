@@ -1,5 +1,5 @@
-"""Biased matrix factorization (Koren, Bell and Volinsky 2009) in Keras 3 (keras.ops only).
-Line-aligned with torch_impl.py; weight_map() maps every variable to the torch twin's names.
+"""Biased matrix factorization (Koren, Bell and Volinsky 2009) in Keras 3 (keras.ops only); it mirrors
+torch_impl.py class for class, attribute for attribute. weights.py maps its variables to torch's names.
 
     rating(u, i) = global_bias + b_u + b_i + p_u . q_i
 
@@ -10,34 +10,37 @@ sparse_embeddings says; plain SGD applies it with a scatter update, Adam densifi
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
-from shared.keras_weights import set_weights
-from weightmap import Row, embedding, row
-from zoo.recsys.mf.config import Config, initial_weights
+from .config import Config
 
 
 class MatrixFactorization(keras.Model):
     def __init__(self, config: Config):
         super().__init__(name="matrix_factorization")
-        # Variables start at zero; build_model loads config.initial_weights(), as the torch twin does.
+        # sparse_embeddings: nothing to set, see the module docstring
         self.global_bias = self.add_weight(shape=(), initializer="zeros", name="global_bias")
-        self.user_factors = layers.Embedding(
-            config.num_users, config.num_factors, embeddings_initializer="zeros", name="user_factors"
-        )
-        self.item_factors = layers.Embedding(
-            config.num_items, config.num_factors, embeddings_initializer="zeros", name="item_factors"
-        )
-        self.user_bias = layers.Embedding(
-            config.num_users, 1, embeddings_initializer="zeros", name="user_bias"
-        )
-        self.item_bias = layers.Embedding(
-            config.num_items, 1, embeddings_initializer="zeros", name="item_bias"
-        )
+        self.user_factors = layers.Embedding(config.num_users, config.num_factors, name="user_factors")
+        self.item_factors = layers.Embedding(config.num_items, config.num_factors, name="item_factors")
+        self.user_bias = layers.Embedding(config.num_users, 1, name="user_bias")
+        self.item_bias = layers.Embedding(config.num_items, 1, name="item_bias")
         self.l2_factors, self.l2_biases = config.l2_factors, config.l2_biases
+        self(ops.zeros((1,), "int64"), ops.zeros((1,), "int64"))  # creates the variables now
+        self.reset_parameters(config)
 
-    def call(self, inputs, training=False):
-        user, item = inputs["user"], inputs["item"]
+    def reset_parameters(self, config: Config):
+        # Drawn with numpy from config.seed, as in the torch twin, so both frameworks start from one point:
+        # global bias at the scale's midpoint, factors N(0, init_std^2), biases 0.
+        rng = np.random.default_rng([config.seed, 101])
+        self.global_bias.assign((config.rating_min + config.rating_max) / 2)
+        for table in (self.user_factors, self.item_factors):
+            values = rng.normal(0.0, config.init_std, tuple(table.embeddings.shape))  # (rows, F)
+            table.embeddings.assign(values.astype(np.float32))
+        for table in (self.user_bias, self.item_bias):
+            table.embeddings.assign(ops.zeros(table.embeddings.shape))  # (rows, 1)
+
+    def call(self, user, item, training=False):
         p_u = self.user_factors(user)  # (B, F)
         q_i = self.item_factors(item)  # (B, F)
         b_u = self.user_bias(user)[:, 0]  # (B, 1) -> (B,)
@@ -51,26 +54,11 @@ class MatrixFactorization(keras.Model):
 
 
 def build_model(config: Config) -> MatrixFactorization:
-    model = MatrixFactorization(config)
-    model({"user": ops.zeros((1,), "int64"), "item": ops.zeros((1,), "int64")})  # creates the variables
-    set_weights(model, weight_map(config), initial_weights(config))  # the same start as the torch twin
-    return model
-
-
-def weight_map(config: Config) -> list[Row]:
-    """Keras variable path -> torch state_dict name, one row per tensor (no transforms needed)."""
-    prefix = "matrix_factorization"
-    return [
-        row(f"{prefix}/global_bias", "global_bias"),
-        *embedding(f"{prefix}/user_factors", "user_factors"),
-        *embedding(f"{prefix}/item_factors", "item_factors"),
-        *embedding(f"{prefix}/user_bias", "user_bias"),
-        *embedding(f"{prefix}/item_bias", "item_bias"),
-    ]
+    return MatrixFactorization(config)
 
 
 def call(model: MatrixFactorization, batch: dict, training: bool = False) -> dict:
-    rating, penalty = model({"user": batch["user"], "item": batch["item"]}, training=training)
+    rating, penalty = model(batch["user"], batch["item"], training=training)
     return {"rating": rating, "penalty": penalty}
 
 

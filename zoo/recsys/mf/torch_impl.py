@@ -1,4 +1,5 @@
-"""Biased matrix factorization (Koren, Bell and Volinsky 2009) in PyTorch. Line-aligned with keras_impl.py.
+"""Biased matrix factorization (Koren, Bell and Volinsky 2009) in PyTorch; keras_impl.py mirrors it class
+for class, attribute for attribute.
 
     rating(u, i) = global_bias + b_u + b_i + p_u . q_i
 
@@ -7,10 +8,11 @@ Parameter names are the canonical names; global_bias is Koren's mu, learned from
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from zoo.recsys.mf.config import Config, initial_weights
+from .config import Config
 
 
 class MatrixFactorization(nn.Module):
@@ -25,11 +27,17 @@ class MatrixFactorization(nn.Module):
         self.l2_factors, self.l2_biases = config.l2_factors, config.l2_biases
         self.reset_parameters(config)
 
+    @torch.no_grad()
     def reset_parameters(self, config: Config):
-        # The same numpy-drawn start as the Keras twin (config.initial_weights).
-        with torch.no_grad():
-            for name, value in initial_weights(config).items():
-                self.get_parameter(name).copy_(torch.from_numpy(value))
+        # Drawn with numpy from config.seed, as in the Keras twin, so both frameworks start from one point:
+        # global bias at the scale's midpoint, factors N(0, init_std^2), biases 0.
+        rng = np.random.default_rng([config.seed, 101])
+        self.global_bias.fill_((config.rating_min + config.rating_max) / 2)
+        for table in (self.user_factors, self.item_factors):
+            values = rng.normal(0.0, config.init_std, tuple(table.weight.shape))  # (rows, F)
+            table.weight.copy_(torch.from_numpy(values.astype(np.float32)))
+        for table in (self.user_bias, self.item_bias):
+            nn.init.zeros_(table.weight)  # (rows, 1)
 
     def forward(self, user, item):
         p_u = self.user_factors(user)  # (B, F)

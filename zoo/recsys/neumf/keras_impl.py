@@ -1,5 +1,5 @@
-"""NeuMF (He et al. 2017, Neural Collaborative Filtering) in Keras 3 (keras.ops only).
-Line-aligned with torch_impl.py; weight_map() maps every variable to the torch twin's names.
+"""NeuMF (He et al. 2017, Neural Collaborative Filtering) in Keras 3 (keras.ops only); it mirrors
+torch_impl.py class for class, attribute for attribute. weights.py maps its variables to torch's names.
 
     GMF tower:  p_u^G * q_i^G                                  (B, mf_dim)
     MLP tower:  ReLU layers over [p_u^M, q_i^M]                (B, mlp_layers[-1])
@@ -8,39 +8,48 @@ Line-aligned with torch_impl.py; weight_map() maps every variable to the torch t
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 from keras import layers, ops
 
-from shared.keras_weights import set_weights
-from weightmap import Row, dense, embedding
-from zoo.recsys.neumf.config import Config, initial_weights
+from torchlike import Linear
+
+from .config import Config
 
 
 class NeuMF(keras.Model):
     def __init__(self, config: Config):
         super().__init__(name="neumf")
+        # sparse_embeddings: on TensorFlow an Embedding's gradient holds only the touched rows (IndexedSlices)
         half = config.mlp_layers[0] // 2
-        # Variables start at zero; build_model loads config.initial_weights(), as the torch twin does.
-        self.gmf_user = layers.Embedding(
-            config.num_users, config.mf_dim, embeddings_initializer="zeros", name="gmf_user"
-        )
-        self.gmf_item = layers.Embedding(
-            config.num_items, config.mf_dim, embeddings_initializer="zeros", name="gmf_item"
-        )
-        self.mlp_user = layers.Embedding(
-            config.num_users, half, embeddings_initializer="zeros", name="mlp_user"
-        )
-        self.mlp_item = layers.Embedding(
-            config.num_items, half, embeddings_initializer="zeros", name="mlp_item"
-        )
-        self.mlp = [
-            layers.Dense(b, kernel_initializer="zeros", name=f"mlp_{i}")
-            for i, b in enumerate(config.mlp_layers[1:])
-        ]
-        self.prediction = layers.Dense(1, kernel_initializer="zeros", name="prediction")
+        self.gmf_user = layers.Embedding(config.num_users, config.mf_dim, name="gmf_user")
+        self.gmf_item = layers.Embedding(config.num_items, config.mf_dim, name="gmf_item")
+        self.mlp_user = layers.Embedding(config.num_users, half, name="mlp_user")
+        self.mlp_item = layers.Embedding(config.num_items, half, name="mlp_item")
+        widths = config.mlp_layers
+        self.mlp = [Linear(a, b, name=f"mlp_{i}") for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+        self.prediction = Linear(config.mf_dim + config.mlp_layers[-1], 1, name="prediction")
+        self(ops.zeros((1,), "int64"), ops.zeros((1,), "int64"))  # creates the variables now
+        self.reset_parameters(config)
 
-    def call(self, inputs, training=False):
-        user, item = inputs["user"], inputs["item"]
+    def reset_parameters(self, config: Config):
+        # The authors' initialisers, drawn with numpy from config.seed as in the torch twin, so both
+        # frameworks start from one point: embeddings N(0, std^2), MLP Glorot-uniform, prediction
+        # LeCun-uniform, biases 0.
+        rng = np.random.default_rng([config.seed, 101])
+        for table in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
+            values = rng.normal(0.0, config.embedding_init_std, tuple(table.embeddings.shape))  # (rows, dim)
+            table.embeddings.assign(values.astype(np.float32))
+        for layer in [*self.mlp, self.prediction]:
+            fan_in, fan_out = layer.kernel.shape
+            limit = math.sqrt(3.0 / fan_in if layer is self.prediction else 6.0 / (fan_in + fan_out))
+            values = rng.uniform(-limit, limit, (fan_out, fan_in))  # (out, in), torch's layout
+            layer.kernel.assign(values.T.astype(np.float32))
+            layer.bias.assign(ops.zeros(layer.bias.shape))
+
+    def call(self, user, item, training=False):
         gmf = self.gmf_user(user) * self.gmf_item(item)  # (B, mf_dim)
         x = ops.concatenate([self.mlp_user(user), self.mlp_item(item)], axis=-1)  # (B, mlp_layers[0])
         for layer in self.mlp:
@@ -49,27 +58,11 @@ class NeuMF(keras.Model):
 
 
 def build_model(config: Config) -> NeuMF:
-    model = NeuMF(config)
-    model({"user": ops.zeros((1,), "int64"), "item": ops.zeros((1,), "int64")})  # creates the variables
-    set_weights(model, weight_map(config), initial_weights(config))  # the same start as the torch twin
-    return model
-
-
-def weight_map(config: Config) -> list[Row]:
-    """Keras variable path -> torch state_dict name -> transform, one row per tensor."""
-    rows = [
-        *embedding("neumf/gmf_user", "gmf_user"),
-        *embedding("neumf/gmf_item", "gmf_item"),
-        *embedding("neumf/mlp_user", "mlp_user"),
-        *embedding("neumf/mlp_item", "mlp_item"),
-    ]
-    for i in range(len(config.mlp_layers) - 1):
-        rows += dense(f"neumf/mlp_{i}", f"mlp.{i}")
-    return rows + dense("neumf/prediction", "prediction")
+    return NeuMF(config)
 
 
 def call(model: NeuMF, batch: dict, training: bool = False) -> dict:
-    return {"logits": model({"user": batch["user"], "item": batch["item"]}, training=training)}
+    return {"logits": model(batch["user"], batch["item"], training=training)}
 
 
 def compute_loss(outputs: dict, batch: dict, config: Config):

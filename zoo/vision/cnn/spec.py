@@ -12,4 +12,10 @@ SPEC = ModelSpec(
     config_cls=Config,
     smoke_config={"epochs": 1, "base_width": 8, "batch_size": 32, "image_size": 8, "warmup_steps": 0},
     smoke_data={"dataset": "digits"},
+    bad_configs=(
+        ({"variant": "resnet101"}, "variant must be one of resnet18, resnet34, resnet50"),
+        ({"stem": "deep"}, "stem must be 'imagenet' or 'small'"),
+        ({"num_classes": 1}, "num_classes >= 2"),
+        ({"stem": "imagenet", "image_size": 28}, "image_size 28 is below 32 for the imagenet stem"),
+    ),
 )
