@@ -10,8 +10,16 @@ first, TensorFlow second. This module imports neither framework until load_both(
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
+import os
+import re
 import sys
+import tempfile
 from typing import Any
+
+from shared.errors import UserError
 
 FRAMEWORKS = ("torch", "keras")
 
@@ -40,3 +48,85 @@ def load_both():
     import keras
 
     return torch, keras
+
+
+# What native code writes straight to file descriptor 2 while TensorFlow loads and probes for CUDA: absl's
+# pre-initialisation banner and glog-style lines ("I0000 00:00:1795799002.536991   29972 port.cc:153] ...").
+# TF_CPP_MIN_LOG_LEVEL no longer reaches these, so they are filtered at the descriptor.
+NATIVE_LOG = re.compile(
+    r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] .*)\s*"
+)
+
+
+@contextlib.contextmanager
+def native_logs_quiet():
+    """Drop the native log lines written to stderr while the block runs; everything else written there
+    (Python warnings, a crash's own output) is passed on. If the block fails with anything but a
+    UserError (a bug, a broken install), nothing is dropped: the native lines may explain it."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except UserError:
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if failed or not NATIVE_LOG.fullmatch(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader, finder):
+        self.loader, self.finder = loader, finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self.finder)  # once is enough: the native libraries load with the package
+        with native_logs_quiet():
+            self.loader.exec_module(module)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` through the other finders, and has its import run inside native_logs_quiet()."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
+
+
+def quiet_native_imports() -> None:
+    """Filter TensorFlow's native start-up logging wherever it is first imported (keras imports it too).
+    Call before any framework import; the CLIs do (shared/cli.py)."""
+    if "tensorflow" not in sys.modules and not any(
+        isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())

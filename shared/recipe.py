@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -36,8 +37,34 @@ RECIPE_FIELDS: dict[str, type] = {
 }
 
 
+# Ranges of the recipe's numbers: name -> (lowest, lowest included, highest, highest included).
+RECIPE_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "epochs": (1, True, math.inf, False),
+    "batch_size": (1, True, math.inf, False),
+    "eval_batch_size": (1, True, math.inf, False),
+    "lr": (0.0, False, math.inf, False),
+    "adam_beta1": (0.0, True, 1.0, False),
+    "adam_beta2": (0.0, True, 1.0, False),
+    "adam_epsilon": (0.0, False, math.inf, False),
+    "sgd_momentum": (0.0, True, 1.0, False),
+    "weight_decay": (0.0, True, math.inf, False),
+    "warmup_steps": (0, True, math.inf, False),
+    "grad_clip_norm": (0.0, True, math.inf, False),  # 0 disables clipping
+    "label_smoothing": (0.0, True, 1.0, False),
+    "seed": (0, True, 2**32, False),  # numpy's legacy seeding takes [0, 2**32)
+}
+
+
+def _interval(low: float, low_in: bool, high: float, high_in: bool) -> str:
+    if high == math.inf:
+        return f"{'>=' if low_in else '>'} {low:g}"
+    shown = "2**32" if high == 2**32 else f"{high:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {shown}{']' if high_in else ')'}"
+
+
 def check_recipe(config: Any) -> None:
-    """The training fields of any model's Config: present, and each in its range (UserError if not)."""
+    """The training fields of any model's Config: present, and each in its range (UserError if not).
+    Every float field of the Config, recipe or not, must be finite (--set lr=inf or dropout=nan)."""
     missing = [name for name in RECIPE_FIELDS if not hasattr(config, name)]
     if missing:
         raise UserError(f"{type(config).__module__}.Config lacks the recipe field(s) {', '.join(missing)}")
@@ -45,13 +72,18 @@ def check_recipe(config: Any) -> None:
         raise UserError(f"optimizer must be adamw, adam or sgd; found {config.optimizer!r}")
     if config.schedule not in ("constant", "cosine", "inverse_sqrt"):
         raise UserError(f"schedule must be constant, cosine or inverse_sqrt; found {config.schedule!r}")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(config, name) < 1:
-            raise UserError(f"{name} must be >= 1; found {getattr(config, name)}")
-    if config.lr <= 0:
-        raise UserError(f"lr must be > 0; found {config.lr}")
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise UserError(f"label_smoothing must be in [0, 1); found {config.label_smoothing}")
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number; found {value}")
+    for name, (low, low_in, high, high_in) in RECIPE_RANGES.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"{name} must be a number; found {value!r}")
+        above = value >= low if low_in else value > low
+        below = value <= high if high_in else value < high
+        if not (above and below):
+            raise UserError(f"{name} must be {_interval(low, low_in, high, high_in)}; found {value}")
 
 
 @dataclass

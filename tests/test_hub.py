@@ -6,6 +6,7 @@ between files, tampered and hostile stores, and hf:// as far as it runs without 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,15 +41,28 @@ metrics:
 """
 
 
+@functools.cache
+def cnn_shapes() -> dict[str, tuple[int, ...]]:
+    """The canonical weight shapes of vision/cnn with base_width=4 (built on torch's meta device)."""
+    import torch
+
+    from zoo import registry
+
+    spec = registry.get("vision/cnn")
+    spec.impl("torch")
+    with torch.device("meta"):
+        model = spec.build("torch", spec.config(base_width=4))
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
 def make_checkpoint(folder: Path, seed: int = 0, extra: dict | None = None) -> Path:
     """A small vision/cnn checkpoint written by shared.checkpoint.save (numpy weights; no framework)."""
     from shared.recipe import config_to_dict
     from zoo import registry
 
     rng = np.random.default_rng(seed)
-    weights = {
-        "conv1.weight": rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
-        "fc.bias": rng.standard_normal(10).astype(np.float32),
+    weights = {  # random values of the right shapes: `tools/hub.py push` checks them against the config
+        name: rng.standard_normal(shape).astype(np.float32) for name, shape in cnn_shapes().items()
     }
     meta = {
         "framework": "torch",

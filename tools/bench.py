@@ -23,7 +23,7 @@ import time
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.frameworks import load_both
 from shared.models import get_spec
@@ -106,7 +106,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks; the median is kept (default 5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per framework (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="CPU threads per framework (default 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     for name in ("steps", "repeats", "threads"):

@@ -18,7 +18,7 @@ import time
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.models import get_spec, load_model
 from shared.recipe import parse_set_flags
@@ -73,7 +73,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config override")
     parser.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per framework (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="CPU threads per framework (default 1)"
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time at least this long per figure")
     parser.add_argument("--min-batches", type=int, default=10, help="and at least this many batches")

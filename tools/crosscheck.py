@@ -17,7 +17,7 @@ import sys
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, main_wrapper
+from shared.cli import Parser, main_wrapper, positive_int
 from shared.crosscheck import Check, run_tier1
 from shared.errors import UserError
 from shared.frameworks import load_both
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         "--update-card", action="store_true", help="--train: write the result into the model card"
     )
     parser.add_argument("--out", help="--train: run folder (default runs/parity/<model>)")
-    parser.add_argument("--threads", type=int, help="CPU threads per framework (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads per framework (default: all cores)")
     args = parser.parse_args(argv)
     if not args.train and (args.steps or args.smoke or args.update_card or args.out or args.seeds != 3):
         raise UserError("--steps, --seeds, --smoke, --update-card and --out go with --train")

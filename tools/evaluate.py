@@ -10,7 +10,7 @@ import json
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.evaluation import evaluate_checkpoint
 
 
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fw", required=True, help="keras or torch")
     parser.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     parser.add_argument("--split", default="test", help="train, validation or test (default test)")
-    parser.add_argument("--threads", type=int, help="CPU threads")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     result = evaluate_checkpoint(args.checkpoint, check_fw(args.fw), args.data, args.split, args.threads)

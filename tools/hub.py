@@ -19,6 +19,7 @@ import _path  # noqa: F401
 
 from shared import hub
 from shared.cli import Parser, main_wrapper
+from shared.models import check_weights_fit
 
 
 def build_parser() -> Parser:
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
             parity=args.parity,
             results=args.results,
             options=options,
+            check=check_weights_fit,  # the weights fit the model config.json describes
         )
         print(
             json.dumps(entry, indent=2)

@@ -17,7 +17,7 @@ import time
 
 import _path
 
-from shared.cli import Parser, main_wrapper
+from shared.cli import Parser, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.models import get_spec
 from shared.parity import report
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: each recipe's epochs)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     parser.add_argument("--smoke", action="store_true", help="each model's small smoke recipe and data")
-    parser.add_argument("--threads", type=int, help="CPU threads per framework")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads per framework")
     parser.add_argument(
         "--out", default="runs/parity", help="folder for the run folders (default runs/parity)"
     )

@@ -14,8 +14,20 @@ import _path  # noqa: F401
 from shared import hub, tasks
 from shared.cli import Parser, check_fw, main_wrapper
 from shared.errors import UserError
-from shared.models import load_model
+from shared.models import checkpoint_config, load_model
 from shared.recipe import parse_set_flags
+
+
+def task_options(pairs: list[str], top_k: int) -> dict:
+    """--opt key=value pairs, with top_k (from --top-k or --opt) checked as a whole number >= 1."""
+    options = {"top_k": top_k, **parse_set_flags(pairs)}
+    try:
+        options["top_k"] = int(options["top_k"])
+    except ValueError:
+        raise UserError(f"top_k must be a whole number >= 1; found {options['top_k']!r}") from None
+    if options["top_k"] < 1:
+        raise UserError(f"top_k must be a whole number >= 1; found {options['top_k']}")
+    return options
 
 
 def main(argv=None) -> int:
@@ -27,15 +39,14 @@ def main(argv=None) -> int:
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="task option")
     args = parser.parse_args(argv)
     fw = check_fw(args.fw)
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be >= 1; found {args.top_k}")
+    options = task_options(args.opt, args.top_k)
 
     ckpt = hub.load(args.checkpoint)  # verify (and fetch a store URL) before importing any framework
+    spec, _ = checkpoint_config(ckpt)  # an unknown model or a bad config.json fails here, framework-free
+    if not hasattr(spec.task_module, "predict"):
+        raise UserError(f"task {spec.task!r} of {spec.name} has no predict support")
     spec, config, model, ckpt = load_model(ckpt["folder"], fw)
     task = spec.task_module
-    if not hasattr(task, "predict"):
-        raise UserError(f"task {spec.task!r} of {spec.name} has no predict support")
-    options = {"top_k": args.top_k, **parse_set_flags(args.opt)}
     task.predict(spec, model, config, tasks.load_state(spec, ckpt), args.inputs, options)
     return 0
 

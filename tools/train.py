@@ -17,7 +17,7 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
-from shared.cli import Parser, check_fw, main_wrapper
+from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.models import get_spec
 from shared.recipe import parse_set_flags
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any Config field")
     parser.add_argument(
-        "--threads", type=int, help="CPU threads for the framework, per process (default: all cores)"
+        "--threads", type=positive_int, help="CPU threads for the framework, per process (default: all cores)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     scale = parser.add_argument_group("scaling (docs/SCALING.md)")

@@ -7,7 +7,10 @@ offline machine or a test reads the same schema the hub serves.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.errors import UserError
 
@@ -38,16 +41,65 @@ def mirror_files(repo_id: str) -> dict[str, list[str]] | None:
     return files
 
 
+CONNECT_TIMEOUT = 3.0  # seconds for the one check that the hub (or the proxy to it) answers
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached (None when a TCP connection opens): checked once, fast,
+    against HF_ENDPOINT or the HTTPS proxy in between, so an offline machine is not retried for 25 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    proxy = next(
+        (
+            os.environ[k]
+            for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+            if os.environ.get(k)
+        ),
+        None,
+    )
+    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((target.hostname or "", port), timeout=CONNECT_TIMEOUT):
+            return None
+    except OSError as err:
+        return f"{target.hostname}:{port}: {err.strerror or err}"
+
+
+def go_offline() -> None:
+    """Make the hub clients read their caches only, in this process (set before or after their import)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    for module, name in (
+        ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+        ("datasets.config", "HF_HUB_OFFLINE"),
+    ):
+        if module in sys.modules:
+            setattr(sys.modules[module], name, True)
+    if "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_DATASETS_OFFLINE = True
+
+
 def load_hub(repo_id: str, revision: str | None):
-    """The raw DatasetDict of a hub dataset (mirror first, then the hub at `revision`)."""
+    """The raw DatasetDict of a hub dataset (mirror first, then the hub at `revision`, or its local cache
+    when the hub cannot be reached)."""
+    files = mirror_files(repo_id)
+    unreachable = None if files is not None else hub_unreachable()
+    if unreachable:
+        go_offline()
     import datasets
 
-    files = mirror_files(repo_id)
     if files is not None:
         return datasets.load_dataset("parquet", data_files=files)
     try:
         return datasets.load_dataset(repo_id, revision=revision)
     except Exception as err:  # network, auth or missing revision: all user-fixable
+        if unreachable:
+            raise UserError(
+                f"hub dataset {repo_id}@{revision or 'main'} is not in the local cache and the Hugging Face "
+                f"Hub cannot be reached ({unreachable}); check the network, or set ZOO_HUB_MIRROR to a "
+                "folder of its parquet files"
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"could not load hub dataset {repo_id}@{revision or 'main'} ({first}); "

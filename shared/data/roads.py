@@ -296,6 +296,8 @@ def open_rgb(path: str | Path | bytes, what: str = "image"):
     try:
         img = Image.open(source)
         img.load()  # decode now, so a truncated file fails here
+    except Image.DecompressionBombError as err:
+        raise UserError(f"cannot read {name}: {err} (a decompression bomb?); resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(
             f"cannot read {name}: {str(err) or type(err).__name__} (a corrupt or non-image file)"

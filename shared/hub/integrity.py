@@ -13,28 +13,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shared import checkpoint
+from shared.checkpoint import check_safetensors  # noqa: F401  (the hub checks headers with the format's own check)
 from shared.errors import UserError
 from shared.hub.errors import one_line
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-SAFETENSORS_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U64": 8,
-    "U32": 4,
-    "U16": 2,
-    "U8": 1,
-    "BOOL": 1,
-}
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+# Names the store layout itself uses (compared case-insensitively: some file systems fold case): the store's
+# index and card at its root, and the manifest.json a URL <store>/<name> is probed for.
+RESERVED_NAMES = ("index.json", "readme.md", "manifest.json")
+PARTIAL_SUFFIX = re.compile(r"\.partial-\d+$")  # a local store's file being written (shared/hub/transport.py)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -42,6 +29,11 @@ def check_name(kind: str, value: str) -> str:
         raise UserError(
             f"{kind} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit, at most 100 characters)"
+        )
+    if value.lower() in RESERVED_NAMES or PARTIAL_SUFFIX.search(value):
+        raise UserError(
+            f"{kind} {value!r} is reserved: the store uses index.json, README.md, manifest.json and "
+            "*.partial-N files itself; pick another name"
         )
     return value
 
@@ -93,52 +85,3 @@ def check_manifest(raw: bytes, where: str) -> dict:
         if required not in files:
             raise UserError(f"{where} does not list {required}; the checkpoint is incomplete")
     return manifest
-
-
-def check_safetensors(path: Path) -> None:
-    """Check a safetensors header (length, JSON, dtypes, shapes, offsets tiling the data) before loading."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-        if length < 2 or length > min(size - 8, SAFETENSORS_MAX_HEADER):
-            raise UserError(
-                f"{path.name} is not a valid safetensors file (header length {length} for a {size}-byte file)"
-            )
-        raw = f.read(length)
-    try:
-        header = json.loads(raw)
-        metadata = header.pop("__metadata__", {})
-        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-            raise ValueError("__metadata__ must map strings to strings")
-        spans = []
-        for name, info in header.items():
-            if (
-                set(info) != {"dtype", "shape", "data_offsets"}
-                or info["dtype"] not in SAFETENSORS_DTYPE_BYTES
-            ):
-                raise ValueError(f"tensor {name!r} has entry {info}")
-            shape, (begin, end) = info["shape"], info["data_offsets"]
-            if not all(isinstance(d, int) and d >= 0 for d in shape) or not 0 <= begin <= end:
-                raise ValueError(f"tensor {name!r} has shape {shape} and offsets {[begin, end]}")
-            count = 1
-            for d in shape:
-                count *= d
-            if end - begin != count * SAFETENSORS_DTYPE_BYTES[info["dtype"]]:
-                raise ValueError(f"tensor {name!r}: offsets span {end - begin} bytes for shape {shape}")
-            spans.append((begin, end, name))
-    except (ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{path.name} has a bad safetensors header ({one_line(err)})") from None
-    position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            raise UserError(
-                f"{path.name} has a bad safetensors header: tensor {name!r} starts at {begin}, "
-                f"expected {position} (overlapping or gapped data)"
-            )
-        position = end
-    if position != size - 8 - length:
-        raise UserError(
-            f"{path.name} has a bad safetensors header: tensors cover {position} bytes of "
-            f"{size - 8 - length} (truncated or padded file)"
-        )

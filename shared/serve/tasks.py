@@ -151,6 +151,11 @@ def image_bytes(text: Any, where: str) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             width, height = img.size
+    except Image.DecompressionBombError:  # Pillow refuses twice its own limit before we can
+        raise invalid(
+            f"{where}.image claims more pixels than Pillow decodes; this server decodes at most "
+            f"{MAX_IMAGE_PIXELS:,}"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise invalid(
             f"cannot decode {where}.image: {err or type(err).__name__} (send a PNG or JPEG file)"

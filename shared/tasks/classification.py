@@ -96,6 +96,8 @@ def load_image(source: str | bytes, config, what: str = "image") -> np.ndarray:
             return fit_image(img, config)
     except FileNotFoundError:
         raise UserError(f"{name} does not exist") from None
+    except Image.DecompressionBombError as err:
+        raise UserError(f"cannot read {name}: {err} (a decompression bomb?); resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(f"cannot read {name}: {err}") from None
 

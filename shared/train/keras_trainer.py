@@ -23,6 +23,7 @@ from keras import ops
 from shared.data.iterator import BatchIterator
 from shared.data.keras_data import EpochBatches, to_tensors
 from shared.errors import UserError
+from shared.frameworks import native_logs_quiet
 from shared.train.distributed import World, restart_count, tf_config_world
 from shared.train.schedule import lr_at
 
@@ -84,7 +85,8 @@ def _setup_tensorflow(gpus: int, cpu_replicas: int, threads: int | None, precisi
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
         if cpu_replicas > 1 and not gpus:  # N logical CPU devices on the one physical CPU
-            cpu = tf.config.list_physical_devices("CPU")[0]
+            with native_logs_quiet():
+                cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
             )
@@ -96,7 +98,8 @@ def _setup_tensorflow(gpus: int, cpu_replicas: int, threads: int | None, precisi
             ) from None
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    found = tf.config.list_physical_devices("GPU")
+    with native_logs_quiet():  # CUDA's probe logs natively (cuInit failures on a CPU machine)
+        found = tf.config.list_physical_devices("GPU")
     if gpus > len(found):
         raise UserError(
             f"--gpus {gpus} asked for {gpus} GPU(s) but TensorFlow finds {len(found)} on this machine; "

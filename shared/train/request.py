@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,46 @@ class RunSettings:
     snapshot_every: int = SNAPSHOT_EVERY
 
 
+MARKER = "run.json"  # written first into every run folder: what --overwrite may replace
+
+
+def is_run(folder: Path) -> bool:
+    """Whether `folder` is recognisably a run folder of tools/train.py: the marker written when it started,
+    or (a run from before the marker existed) a result.json written when it finished."""
+    for name, keys in (
+        (MARKER, {"model", "framework", "started"}),
+        ("result.json", {"model", "framework", "run"}),
+    ):
+        try:
+            content = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and keys <= set(content):
+            return True
+    return False
+
+
+def check_out_folder(out: Path) -> None:
+    """The run folder can be created (or written into): not a file, not under a file, not read-only. Checked
+    before any framework is set up or any process started, so a bad --out fails in a second."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: pass a folder for the run")
+    existing = out
+    while not existing.exists():
+        if existing.is_symlink():  # a link to nowhere
+            raise UserError(f"--out {out}: {existing} is a broken symbolic link; pass another --out")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"--out {out}: {existing} is a file, so no folder can be made under it; pass another --out"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" in {existing}"
+        raise UserError(
+            f"--out {out}: cannot write{where} (read-only or no permission); pass a writable --out"
+        )
+
+
 def plain(value):
     """JSON's view of a value (tuples become lists), for comparing a config with a snapshot's."""
     return json.loads(json.dumps(value, default=str))
@@ -79,12 +120,25 @@ def check_request(
             f"the global batch size {config.batch_size} is not a multiple of the {replicas} replicas; "
             f"pass --batch-size {max(replicas, config.batch_size // replicas * replicas)}"
         )
+    if check_out:
+        check_out_folder(out)
     if not settings.resume:
-        if check_out and out.exists() and any(out.iterdir()) and not settings.overwrite:
-            raise UserError(
-                f"run folder {out} exists and is not empty: pass another --out, --overwrite, "
-                f"or --resume {out} to continue it"
-            )
+        if check_out and out.exists() and any(out.iterdir()):
+            if not is_run(out):
+                raise UserError(
+                    f"--out {out} holds files that are not a training run (it has neither {MARKER} nor "
+                    f"result.json){'; --overwrite replaces only a run folder' if settings.overwrite else ''}: "
+                    "nothing was changed; pass a new or empty --out"
+                )
+            if settings.overwrite and out.is_symlink():
+                raise UserError(
+                    f"--out {out} is a symbolic link to {out.resolve()}: pass that folder itself to replace it"
+                )
+            if not settings.overwrite:
+                raise UserError(
+                    f"run folder {out} exists and is not empty: pass another --out, --overwrite, "
+                    f"or --resume {out} to continue it"
+                )
         return None
     if not out.is_dir():
         raise UserError(f"--resume {out}: no such run folder")

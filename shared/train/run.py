@@ -24,13 +24,17 @@ gradients are averaged, so the step is the one a single replica takes on the who
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import importlib
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shared import checkpoint, plots
 from shared.data import load as load_data
@@ -41,7 +45,7 @@ from shared.recipe import config_to_dict
 from shared.train import snapshot
 from shared.train.distributed import restart_count
 from shared.train.logger import RunLogger, StepLog
-from shared.train.request import RunSettings, check_request, plain
+from shared.train.request import MARKER, RunSettings, check_request, plain
 
 
 def model_card(spec, config, fw: str, data: str, test: dict, epochs: int) -> str:
@@ -175,13 +179,48 @@ def prepare(spec, config, settings: RunSettings) -> Run:
         now.update({k: state[k] for k in now})
     if world.is_main:
         if not settings.resume and out.exists() and settings.overwrite:
-            shutil.rmtree(out)
+            shutil.rmtree(out)  # check_request made sure it is a run folder
         out.mkdir(parents=True, exist_ok=True)
+        if not (out / MARKER).exists():  # first, so that even a run killed now is recognisably a run
+            started = {"model": spec.name, "framework": settings.fw, "data": settings.data}
+            started["started"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            (out / MARKER).write_text(json.dumps(started, indent=2) + "\n")
     logger = RunLogger(out, enabled=world.is_main)
     logger.rows = list(now["rows"])
     steps = StepLog(out / "steps.csv", world.is_main, keep_before=session.step if settings.resume else None)
     return Run(
         spec, config, settings, runtime, session, resumer, splits, preprocessing, iterator, logger, steps, now
+    )
+
+
+class TrainingDiverged(UserError):
+    """The run was valid but its loss or weights became inf or NaN: it stops; exit status 1, not 2."""
+
+    exit_code = 1
+
+
+def non_finite(tensors: dict) -> str | None:
+    """The name of the first floating-point array holding inf or NaN, or None (RNG states, which pack a
+    missing value as NaN, are not weights and are skipped)."""
+    for name, value in tensors.items():
+        if name.startswith("rng."):
+            continue
+        array = np.asarray(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return name
+    return None
+
+
+def diverged(run: Run, what: str) -> TrainingDiverged:
+    """The error that stops a diverging run, naming the step and the snapshot that keeps the last finite
+    state (snapshots are checked before they are written, so the latest one on disk is finite)."""
+    run.steps.close()
+    run.logger.close()
+    kept = snapshot.latest(run.settings.out) if run.runtime.world.is_main else None
+    where = f"its last finite state is the snapshot {kept}" if kept else "no snapshot was taken before it"
+    return TrainingDiverged(
+        f"{what}: training stopped and wrote no checkpoint; {where}. Lower --lr, set --set "
+        "grad_clip_norm=1.0, or check the data for extreme values"
     )
 
 
@@ -196,6 +235,9 @@ def fit(run: Run) -> None:
     def save_snapshot() -> None:
         """Every rank takes part (torch gathers the ranks' RNG states); rank 0 writes."""
         tensors, trainer_state = run.resumer.capture(session)
+        bad = non_finite(tensors)  # on every rank: the ranks hold the same weights and stop together
+        if bad:
+            raise diverged(run, f"{bad} became non-finite at step {session.step - 1}")
         if not world.is_main:
             return
         elapsed = time.perf_counter() - clock["epoch"] + now["epoch_elapsed"]
@@ -223,6 +265,8 @@ def fit(run: Run) -> None:
         )
 
     def on_step(step: int, loss: float, lr: float) -> None:
+        if not math.isfinite(loss):  # every rank sees the same loss (torch averages it over the ranks)
+            raise diverged(run, f"the training loss became {loss} at step {step} (epoch {now['epoch'] + 1})")
         run.steps.add({"step": step, "loss": loss, "lr": lr})
         if settings.log_steps:
             run.logger.scalar("step/loss", loss, step)
@@ -262,6 +306,9 @@ def fit(run: Run) -> None:
             save_snapshot()
     run.train_seconds = train_seconds_before + time.perf_counter() - clock["run"]
     run.steps.close()
+    bad = non_finite(spec.get_weights(session.model))
+    if bad:  # the last update broke the weights: no checkpoint, no result.json
+        raise diverged(run, f"the weight {bad} became non-finite in the last step ({session.step - 1})")
 
 
 def finish(run: Run) -> dict:
