@@ -33,7 +33,7 @@ train: setup
 	$(PY) tools/summary.py runs/cnn-torch runs/cnn-keras
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=25
 
 test-all: setup browser
 	$(PY) -m pytest -q
