@@ -19,10 +19,11 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared import hub, parity, tasks
+from shared import hub, tasks
 from shared.errors import UserError
 from shared.frameworks import FRAMEWORKS
 from shared.markdown import RESULTS_SUMMARY, read_json_comment
+from shared.parity import report as parity_report
 from zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -226,7 +227,7 @@ def metric_figure(name: str, fw: str, metric: str, run: Run | None, root: Path =
 def parity_figures(name: str, root: Path = ROOT) -> tuple[Figure, Figure, dict | None]:
     """(verdict, tier-1 max error, the card's parity summary) from the card's parity-summary tag."""
     card = card_path(name, root)
-    summary = parity.read_summary(card)
+    summary = parity_report.read_summary(card)
     if summary is None:
         hint = f"python tools/crosscheck.py zoo/{name} --train --update-card"
         return Figure(None, NOT_RUN, hint=hint), Figure(None, NOT_RUN, hint=hint), None
