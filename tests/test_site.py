@@ -340,7 +340,7 @@ def chromium():
 def smoke_site(tmp_path_factory, frameworks):
     """Smoke runs of every model (torch; keras too for vision/cnn), DanQ's logos and mutagenesis maps, a short
     parity report, a torch throughput file and a store, built into a site."""
-    from shared import parity
+    from shared.parity import engine, report
     from shared.train.run import train
     from zoo.bio.danq.interpret import interpret
 
@@ -356,9 +356,9 @@ def smoke_site(tmp_path_factory, frameworks):
                   threads=2, progress=False)  # fmt: skip
     interpret(str(runs / "bio-danq-torch"), "torch", top=4, examples=1, threads=2)
     cnn = registry.get("vision/cnn")
-    report = parity.run_parity(cnn, cnn.config(**cnn.smoke_config), steps=4, seeds=1, smoke=True, early_steps=2,
+    result = engine.run_parity(cnn, cnn.config(**cnn.smoke_config), steps=4, seeds=1, smoke=True, early_steps=2,
                                command="python tools/crosscheck.py zoo/vision/cnn --train --smoke --steps 4")  # fmt: skip
-    parity.write_report(report, runs / "parity" / "vision-cnn")
+    report.write_report(result, runs / "parity" / "vision-cnn")
     bench = run_tool("tools/bench.py", "all", "--fw", "torch", "--smoke", "--steps", "1", "--repeats", "2",
                      "--warmup", "0", "--json")  # fmt: skip
     assert bench.returncode == 0, bench.stderr[-2000:]
