@@ -41,6 +41,19 @@ def _status(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+class FixedBatches:
+    """A few fixed batches behind the trainers' iterator interface: len() and batches(epoch, start)."""
+
+    def __init__(self, batches: list[dict]):
+        self._batches = batches
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def batches(self, epoch: int, start: int = 0):
+        return iter(self._batches[start:])
+
+
 def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 256) -> dict:
     """One case, in this process: resident memory before the measured steps and the step peak above it."""
     spec = registry.get(model)
@@ -48,20 +61,20 @@ def measure(model: str, fw: str, recipe: str, steps: int = 5, batch_size: int = 
         num_users=USERS, num_items=ITEMS, batch_size=batch_size, **SIZES[model], **RECIPES[recipe]
     )
     trainer = importlib.import_module(f"shared.train.{fw}_trainer")
-    device = trainer.setup(0, 1, 0)
-    net = spec.build(fw, config)
+    runtime = trainer.setup(0, 1, 0)
+    session = trainer.Session(spec, config, runtime, total_steps=steps + 1)
+    net = session.model
     tables = sum(
         w.nbytes for name, w in spec.get_weights(net).items() if w.ndim and w.shape[0] in (USERS, ITEMS)
     )
-    session = trainer.Session(spec, config, net, total_steps=steps + 1, device=device)
     batches = [spec.example_batch(config, batch_size=batch_size, seed=s) for s in range(steps + 1)]
-    session.train_epoch(batches[:1], 0, progress=False)  # warm-up: optimizer state, tracing
+    session.train_epoch(FixedBatches(batches[:1]), 0, progress=False)  # warm-up: optimizer state, tracing
     if fw == "torch":  # torch holds the last gradients until the next zero_grad; Keras frees them
         net.zero_grad(set_to_none=True)
     Path("/proc/self/clear_refs").write_text("5")  # peak resident memory := current
     before = _status("VmRSS")
     start = time.perf_counter()
-    session.train_epoch(batches[1:], 1, progress=False)
+    session.train_epoch(FixedBatches(batches[1:]), 1, progress=False)
     seconds = time.perf_counter() - start
     return {
         "model": model,
