@@ -52,6 +52,16 @@ def Linear(in_features: int, out_features: int, bias: bool = True, name: str | N
     return layers.Dense(out_features, use_bias=bias, name=name, **linear_init(in_features, bias), **kwargs)
 
 
+def _pad_hw(inputs, p: int, value: float = 0.0):
+    """torch's integer padding: p pixels of `value` on every side of height and width (channels last)."""
+    return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=value) if p else inputs
+
+
+def _padded_shape(shape, p: int) -> tuple:
+    b, h, w, c = shape
+    return (b, None if h is None else h + 2 * p, None if w is None else w + 2 * p, c)
+
+
 class Conv2D(layers.Conv2D):
     """keras.layers.Conv2D with torch's integer padding: `padding` zeros on every side (channels last)."""
 
@@ -60,17 +70,10 @@ class Conv2D(layers.Conv2D):
         self.torch_padding = int(padding)
 
     def call(self, inputs):
-        p = self.torch_padding
-        if p:
-            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
-        return super().call(inputs)
+        return super().call(_pad_hw(inputs, self.torch_padding))
 
     def compute_output_shape(self, input_shape):
-        p = 2 * self.torch_padding
-        b, h, w, c = input_shape
-        return super().compute_output_shape(
-            (b, None if h is None else h + p, None if w is None else w + p, c)
-        )
+        return super().compute_output_shape(_padded_shape(input_shape, self.torch_padding))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.torch_padding}
@@ -197,17 +200,10 @@ class MaxPool2D(layers.MaxPooling2D):
         self.torch_padding = int(padding)
 
     def call(self, inputs):
-        p = self.torch_padding
-        if p:
-            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=float("-inf"))
-        return super().call(inputs)
+        return super().call(_pad_hw(inputs, self.torch_padding, float("-inf")))
 
     def compute_output_shape(self, input_shape):
-        p = 2 * self.torch_padding
-        b, h, w, c = input_shape
-        return super().compute_output_shape(
-            (b, None if h is None else h + p, None if w is None else w + p, c)
-        )
+        return super().compute_output_shape(_padded_shape(input_shape, self.torch_padding))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.torch_padding}
