@@ -24,6 +24,7 @@ from shared.recipe import parse_set_flags
 from shared.train import launch, run
 from shared.train.distributed import Launch
 from shared.train.request import SNAPSHOT_EVERY, RunSettings, resume_request
+from shared.train.threads import passive_openmp
 
 
 def build_parser() -> Parser:
@@ -92,6 +93,7 @@ def build_parser() -> Parser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    passive_openmp()  # before torch or TensorFlow loads (shared/train/threads.py)
     args = build_parser().parse_args(argv)
     fw = check_fw(args.fw)
     scaling = Launch(

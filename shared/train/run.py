@@ -161,6 +161,8 @@ def prepare(spec, config, settings: RunSettings) -> Run:
         compile=settings.compile,
         sync_bn=settings.sync_bn,
     )
+    if settings.snapshot_every and hasattr(session, "read_every"):  # losses read where snapshots are taken
+        session.read_every = math.gcd(session.read_every, settings.snapshot_every)
     resumer = importlib.import_module(f"shared.train.{settings.fw}_resume")
 
     # Where the run stands: a fresh run starts at epoch 0, batch 0; a resumed one where its snapshot was taken.

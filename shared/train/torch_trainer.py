@@ -5,6 +5,12 @@ One process trains on the CPU or one GPU. Under torch.distributed.run (tools/tra
 in DistributedDataParallel over NCCL (GPUs) or gloo (CPU), and the batch iterator gives each rank its
 slice of every global batch (shared/train/torch_parallel.py). Mixed precision is torch.autocast, with a
 GradScaler for fp16; --compile is torch.compile.
+
+On a GPU the batches are prepared ahead of the step (shared/train/torch_input.py: pinned memory, copies on a
+side stream), convolutional twins run in channels_last, and the host never waits for the device within a
+step: the losses stay on the device and are read every `read_every` steps and at the epoch's end, when
+on_step (steps.csv, TensorBoard, snapshots) and the progress bar receive them, one call per step in order.
+On the CPU the losses are read at every step (reading costs nothing there).
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from tqdm import tqdm
 
 from shared.data.torch_data import to_tensors
 from shared.errors import UserError
-from shared.train import torch_parallel
+from shared.train import torch_input, torch_parallel
 from shared.train.distributed import World, torchrun_world
 from shared.train.schedule import lr_at
+from shared.train.threads import default_threads
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+READ_EVERY = 25  # steps between reads of the losses on a GPU (the host waits for the device only then)
 
 
 @dataclass
@@ -78,11 +86,11 @@ def setup(
     precision: str = "fp32",
     deterministic: bool = False,
 ) -> Runtime:
-    """Threads, determinism, the device and (under torchrun) the process group; seeds every generator.
-    Each torch process is one replica: gpus > 1 or cpu_replicas > 1 need the processes torchrun starts."""
+    """Threads (default: the cores this process may use), determinism, the device and (under torchrun) the
+    process group; seeds every generator. Each torch process is one replica: gpus > 1 or cpu_replicas > 1
+    need the processes torchrun starts."""
     world = torchrun_world() or World()
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or default_threads())
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS reductions in a fixed order
         torch.use_deterministic_algorithms(True)
@@ -93,6 +101,8 @@ def setup(
             "start them with tools/train.py (it runs torch.distributed.run) or with torchrun"
         )
     device = check_request(gpus, precision, world.local_rank)
+    if device.type == "cuda" and not deterministic:
+        torch.backends.cudnn.benchmark = True  # the fastest kernels for each shape (chosen at first use)
     if world.distributed and not torch.distributed.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -180,6 +190,9 @@ class Session:
         self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
         self.precision, self.impl = precision, spec.impl("torch")
         self.model = spec.build("torch", config).to(self.device)
+        if self.device.type == "cuda" and torch_input.is_convolutional(self.model):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.read_every = 1 if self.device.type == "cpu" else READ_EVERY
         if self.world.rank > 0:  # the same initial weights everywhere; each rank its own dropout stream
             torch.manual_seed(
                 int(np.random.SeedSequence([config.seed, self.world.rank]).generate_state(1)[0])
@@ -205,36 +218,58 @@ class Session:
 
     def train_epoch(self, iterator, epoch: int, start: int = 0, on_step=None, progress: bool = True) -> float:
         """Train on the epoch's batches from `start` (the iterator gives this rank its slices); returns their
-        mean loss, averaged over ranks. on_step(step, loss, lr) runs after every update."""
+        mean loss, averaged over ranks. on_step(step, loss, lr) runs once per update, in order: after the
+        update on the CPU, at the next read of the losses on a GPU (every `read_every` steps, counted from
+        step 0 of the run, and at the epoch's end)."""
         self.model.train()
-        losses = []
+        losses, pending = [], []  # pending: (step, loss on the device, lr) not yet read
         bar = tqdm(
-            iterator.batches(epoch, start),
             desc=f"torch epoch {epoch + 1}",
             unit="batch",
             total=len(iterator) - start,
             disable=not progress or not self.world.is_main,
             leave=False,
         )
-        for batch in bar:
-            lr = self.optimizer.param_groups[0]["lr"]
-            loss = train_step(
-                self.impl,
-                self.trained,
-                self.optimizer,
-                to_tensors(batch, self.device),
-                self.config,
-                precision=self.precision,
-                scaler=self.scaler,
-            )
+
+        def read() -> None:
+            if not pending:
+                return
+            values = torch.stack([loss.float() for _, loss, _ in pending])
             if self.world.distributed:
-                loss = torch_parallel.mean_over_ranks(loss)
-            self.scheduler.step()
-            losses.append(float(loss))
-            self.step += 1
-            if on_step:
-                on_step(self.step - 1, losses[-1], lr)
+                values = torch_parallel.mean_over_ranks(values)
+            for (step, _, lr), value in zip(pending, values.tolist()):
+                losses.append(value)
+                if on_step:
+                    on_step(step, value, lr)
+            bar.update(len(pending))
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+            pending.clear()
+
+        batches = torch_input.device_batches(
+            iterator.batches(epoch, start), lambda batch: to_tensors(batch, self.device), self.device
+        )
+        try:
+            for tensors in batches:
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss = train_step(
+                    self.impl,
+                    self.trained,
+                    self.optimizer,
+                    tensors,
+                    self.config,
+                    precision=self.precision,
+                    scaler=self.scaler,
+                )
+                self.scheduler.step()
+                pending.append((self.step, loss, lr))
+                self.step += 1
+                if self.step % self.read_every == 0:
+                    read()
+            read()
+        finally:
+            if hasattr(batches, "close"):
+                batches.close()
+            bar.close()
         return float(np.mean(losses)) if losses else float("nan")
 
     def barrier(self) -> None:
