@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -557,14 +558,31 @@ def configs(a):
         yield spec, spec.config(**values)
 
 
-def measure_here(a, fw: str) -> list[dict]:
-    """Every row of framework `fw` (Keras: this process's backend) measured in this process."""
-    rows = []
+class Stopped(BaseException):
+    """SIGTERM (a `timeout` around the benchmark): the rows measured so far are written, then it exits."""
+
+
+def stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def config_label(a) -> str:
+    """Which config a row measured: the preset, smoke or default, and the --set overrides."""
+    base = a.preset or ("smoke" if a.smoke else "default")
+    return " ".join([base, *(f"{k}={v}" for k, v in sorted(a.overrides.items()))])
+
+
+def measure_here(a, fw: str, rows: list[dict], save) -> None:
+    """Every row of framework `fw` (Keras: this process's backend) measured in this process, appended to
+    `rows` one by one (save() after each)."""
     for spec, config in configs(a):
         a.batch = config.batch_size
         for precision in a.precisions:
-            row = {"model": spec.name, "framework": fw, "precision": precision, "compile": a.compile,
-                   "batch_size": a.batch, "threads": a.threads}  # fmt: skip
+            row = {"model": spec.name, "framework": fw, "config": config_label(a), "precision": precision,
+                   "compile": a.compile, "batch_size": a.batch, "threads": a.threads}  # fmt: skip
             try:
                 row.update(
                     (measure_torch if fw == "torch" else measure_keras)(spec, config, precision, a.compile, a)
@@ -576,7 +594,7 @@ def measure_here(a, fw: str) -> list[dict]:
             finish_row(row)
             rows.append(row)
             print(describe(row), flush=True)
-    return rows
+            save()
 
 
 def finish_row(row: dict) -> None:
@@ -613,7 +631,7 @@ def child_command(a, backend_or_fw: str, out: str, extra=()) -> list[str]:
     args = [sys.executable, str(Path(__file__).resolve()), ",".join(a.names), "--fw", fw,
             "--precision", ",".join(a.precisions), "--measure", ",".join(a.measure), "--steps", str(a.steps),
             "--repeats", str(a.repeats), "--warmup", str(a.warmup), "--threads", str(a.threads),
-            "--device", a.device, "--json", out, "--quiet-header"]  # fmt: skip
+            "--device", a.device, "--json", out, "--child"]  # fmt: skip
     for flag in ("smoke", "compile", "channels_last"):
         if getattr(a, flag):
             args.append("--" + flag.replace("_", "-"))
@@ -626,19 +644,31 @@ def child_command(a, backend_or_fw: str, out: str, extra=()) -> list[str]:
     return [*args, *extra]
 
 
-def run_child(command: list[str], env: dict, what: str) -> list[dict]:
-    """Rows a child bench process wrote; one error row per model when it failed as a whole."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "rows.json")
-        command = [out if c == "@OUT" else c for c in command]
-        proc = subprocess.run(command, env=env, stdout=None, stderr=subprocess.PIPE, text=True)
+def run_child(command: list[str], env: dict, what: str, out: str) -> list[dict]:
+    """Rows a child bench process wrote to `out` (as far as it got when stopped); one error row when it
+    failed as a whole."""
+    proc = subprocess.Popen([out if c == "@OUT" else c for c in command], env=env, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    stopped = None
+    try:
+        _, err = proc.communicate()
+    except Stopped as stop:  # the child was sent SIGTERM too (timeout signals the process group)
+        stopped, err = stop, ""
         try:
-            data = json.loads(Path(out).read_text())
-            return data["results"] + data.get("other", [])
-        except (OSError, ValueError, KeyError):
-            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-            reason = lines[-1][:300] if lines else f"exit status {proc.returncode}"
-            return [{"error": f"{what} failed: {reason}"}]
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    sys.stderr.write(err[-4000:] if proc.returncode else "")
+    try:
+        data = json.loads(Path(out).read_text())
+        rows = data["results"] + data.get("other", [])
+    except (OSError, ValueError, KeyError):
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        reason = lines[-1][:300] if lines else f"exit status {proc.returncode}"
+        rows = [{"error": f"{what} failed: {reason}"}]
+    if stopped is not None:
+        raise Stopped(rows)
+    return rows
 
 
 def keras_backends(a) -> list[str]:
@@ -702,11 +732,13 @@ def report(a, argv, rows: list[dict], concurrent: list | None = None) -> dict:
 def keras_over_torch(rows: list[dict]) -> list[str]:
     """Keras trainer / torch trainer at the same model, precision and compile."""
     lines = []
-    torch_rows = {
-        (r["model"], r["precision"], r["compile"]): r for r in rows if r.get("framework") == "torch"
-    }
+
+    def key(r):
+        return tuple(r.get(k) for k in ("model", "config", "batch_size", "precision", "compile"))
+
+    torch_rows = {key(r): r for r in rows if r.get("framework") == "torch"}
     for r in rows:
-        theirs = torch_rows.get((r.get("model"), r.get("precision"), r.get("compile")))
+        theirs = torch_rows.get(key(r))
         ours = (r.get("trainer") or {}).get("examples_per_s")
         base = ((theirs or {}).get("trainer") or {}).get("examples_per_s")
         if r.get("framework") == "keras" and ours and base:
@@ -781,18 +813,18 @@ def render(results: list[tuple[str, dict]]) -> str:
                      f"thread(s), OMP_WAIT_POLICY={data.get('omp_wait_policy')}; {shown}. File: `{name}`.")  # fmt: skip
         rows = data.get("results", []) + data.get("other", [])
         if rows:
-            lines += ["", "| model | fw | backend | precision | compile | batch | plain | trainer | trainer / "
+            lines += ["", "| model | config | fw | backend | precision | compile | batch | plain | trainer | trainer / "
                       "plain | peer | peer ex/s | plain / peer | Keras / torch trainer | notes |",
-                      "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+                      "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
             for r in rows:
                 if "model" not in r:
-                    lines.append(f"| | | | | | | | | | | | | | {r.get('error', '')} |")
+                    lines.append(f"| | | | | | | | | | | | | | | {r.get('error', '')} |")
                     continue
                 peer = r.get("peer") or {}
                 notes = [r[k] for k in ("error", "plain_error", "trainer_error", "peer_error") if r.get(k)]
                 notes += [f"no peer: {peer['why']}"] if peer.get("why") else []
                 notes += ["channels_last"] if r.get("channels_last") else []
-                cells = [r["model"], r["framework"], r.get("backend", ""), r["precision"],
+                cells = [r["model"], r.get("config", ""), r["framework"], r.get("backend", ""), r["precision"],
                          "yes" if r["compile"] else "no", str(r["batch_size"]), rate(r.get("examples_per_s")),
                          rate((r.get("trainer") or {}).get("examples_per_s")),
                          f"{r['trainer_over_plain']:.2f}" if "trainer_over_plain" in r else "",
@@ -862,7 +894,7 @@ def parse(argv):
         "--concurrent", type=positive_int, metavar="N", help="alone, then N trainings at once"
     )
     parser.add_argument("--write-docs", nargs="+", metavar="RESULT.json", help="render docs/PERFORMANCE.md")
-    parser.add_argument("--quiet-header", action="store_true", help=argparse_hidden())
+    parser.add_argument("--child", action="store_true", help=argparse_hidden())
     a = parser.parse_args(argv)
     if a.write_docs:
         if a.model:
@@ -912,27 +944,29 @@ def main(argv=None) -> int:
     a = parse(argv)
     if a.write_docs:
         return write_docs(a.write_docs)
+    stop_on_sigterm()
+    rows: list[dict] = []
+
+    def save(stopped: bool = False) -> None:
+        if a.json and a.json != "-":
+            data = report(a, argv, rows)
+            if stopped:
+                data["stopped"] = "SIGTERM (a time limit) before every row was measured"
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(data, indent=1) + "\n")
+
     if a.concurrent:
         data = report(a, argv, [], concurrent_runs(a, argv))
+        save = lambda stopped=False: None  # noqa: E731  (written once below)
     else:
-        rows = []
-        for fw in a.frameworks:
-            if fw == "torch":
-                rows += measure_here(a, "torch")
-            elif a.quiet_header:  # a child: this process's backend
-                rows += measure_here(a, "keras")
-            else:
-                for backend in keras_backends(a):
-                    env = {**os.environ, "KERAS_BACKEND": backend}
-                    got = run_child(child_command(a, "keras", "@OUT"), env, f"Keras on {backend}")
-                    for r in got:
-                        if "model" not in r:  # the child failed as a whole
-                            r.update({"model": ",".join(a.names), "framework": "keras", "backend": backend,
-                                      "precision": ",".join(a.precisions), "compile": a.compile,
-                                      "batch_size": a.batch_size or 0})  # fmt: skip
-                            print(describe(r), flush=True)
-                    rows += got
-        for line in [] if a.quiet_header else keras_over_torch(rows):
+        try:
+            measure_all(a, rows, save)
+        except Stopped as stop:
+            rows += stop.args[0] if stop.args else []
+            save(stopped=True)
+            print("stopped by SIGTERM: the rows measured so far are written", file=sys.stderr)
+            return 1
+        for line in [] if a.child else keras_over_torch(rows):
             print(line)
         data = report(a, argv, rows)
     if a.json == "-":
@@ -941,6 +975,34 @@ def main(argv=None) -> int:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(data, indent=1) + "\n")
     return 0
+
+
+def measure_all(a, rows: list[dict], save) -> None:
+    for fw in a.frameworks:
+        if fw == "torch":
+            measure_here(a, "torch", rows, save)
+        elif a.child:  # a child process: this process's Keras backend
+            measure_here(a, "keras", rows, save)
+        else:
+            for backend in keras_backends(a):
+                env = {**os.environ, "KERAS_BACKEND": backend}
+                with tempfile.TemporaryDirectory() as folder:
+                    out = (
+                        f"{a.json}.keras-{backend}.part"
+                        if a.json and a.json != "-"
+                        else f"{folder}/rows.json"
+                    )
+                    got = run_child(child_command(a, "keras", "@OUT"), env, f"Keras on {backend}", out)
+                    if out.endswith(".part"):
+                        Path(out).unlink(missing_ok=True)
+                for r in got:
+                    if "model" not in r:  # the child failed as a whole
+                        r.update({"model": ",".join(a.names), "framework": "keras", "backend": backend,
+                                  "precision": ",".join(a.precisions), "compile": a.compile,
+                                  "batch_size": a.batch_size or 0})  # fmt: skip
+                        print(describe(r), flush=True)
+                rows += got
+                save()
 
 
 if __name__ == "__main__":
