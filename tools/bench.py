@@ -842,7 +842,7 @@ def render(results: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(files: list[str]) -> int:
+def write_docs(files: list[str], docs: Path = DOCS) -> int:
     results = []
     for name in files:
         try:
@@ -853,9 +853,9 @@ def write_docs(files: list[str]) -> int:
             raise UserError(f"--write-docs {name}: {str(err).splitlines()[0]}") from None
         results.append((name, data))
     keras_over_torch([r for _, d in results for r in d.get("results", []) + d.get("other", [])])
-    text = DOCS.read_text() if DOCS.exists() else ""
-    DOCS.write_text(replace_block(text, START, END, render(results), "## Training throughput"))
-    print(f"wrote the training throughput block of {DOCS.relative_to(ROOT)} from {len(results)} file(s)")
+    text = docs.read_text() if docs.exists() else ""
+    docs.write_text(replace_block(text, START, END, render(results), "## Training throughput"))
+    print(f"wrote the training throughput block of {docs} from {len(results)} file(s)")
     return 0
 
 
@@ -894,6 +894,9 @@ def parse(argv):
         "--concurrent", type=positive_int, metavar="N", help="alone, then N trainings at once"
     )
     parser.add_argument("--write-docs", nargs="+", metavar="RESULT.json", help="render docs/PERFORMANCE.md")
+    parser.add_argument(
+        "--docs", default=str(DOCS), help="the file --write-docs writes (default docs/PERFORMANCE.md)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse_hidden())
     a = parser.parse_args(argv)
     if a.write_docs:
@@ -943,7 +946,7 @@ def main(argv=None) -> int:
     passive_openmp()  # before torch or TensorFlow loads (shared/train/threads.py)
     a = parse(argv)
     if a.write_docs:
-        return write_docs(a.write_docs)
+        return write_docs(a.write_docs, Path(a.docs))
     stop_on_sigterm()
     rows: list[dict] = []
 
@@ -992,9 +995,11 @@ def measure_all(a, rows: list[dict], save) -> None:
                         if a.json and a.json != "-"
                         else f"{folder}/rows.json"
                     )
-                    got = run_child(child_command(a, "keras", "@OUT"), env, f"Keras on {backend}", out)
-                    if out.endswith(".part"):
-                        Path(out).unlink(missing_ok=True)
+                    try:
+                        got = run_child(child_command(a, "keras", "@OUT"), env, f"Keras on {backend}", out)
+                    finally:
+                        if out.endswith(".part"):
+                            Path(out).unlink(missing_ok=True)
                 for r in got:
                     if "model" not in r:  # the child failed as a whole
                         r.update({"model": ",".join(a.names), "framework": "keras", "backend": backend,

@@ -1,243 +1,296 @@
 #!/usr/bin/env bash
-# The GPU check: one call on a machine with a GPU and PyTorch (no TensorFlow needed; the Keras twins run on
-# Keras' PyTorch backend). In order, while the time budget lasts (BUDGET_S, default 540 s):
-#   1. the twins on the GPU: forward after weight transfer both ways (fp32, TF32 off), train-mode loss and
-#      gradients (float64, as tier 1 computes them), against the tolerances of shared/crosscheck.py
-#   2. every model trained by run.train (what `tools/train.py MODEL --fw torch --gpus 1` runs) for ~STEPS steps
-#   3. throughput of torch and Keras twins, fp32 and bf16, eager then compiled (torch.compile; Keras
-#      jit_compile, which is torch.compile on this backend): WARMUP_STEPS untimed, then TIMED_STEPS timed
-# Prints three tables, writes $OUT/gpu_check.json and $OUT/gpu_check.txt; exit 1 when a twin check fails
-# or a model does not train, 0 otherwise (a config skipped for time is listed as skipped).
+# The GPU check: one call on a machine with a GPU, torch and JAX, without TensorFlow (see
+# ../shared/gpu/README.md). Each section runs under `timeout` within an overall budget (BUDGET_S, default
+# 520 s: the whole check fits 9 minutes on one H100); a section stopped by its limit keeps the rows it had
+# measured (tools/bench.py writes its JSON as it goes). In order:
+#   twins      the twins on the GPU: forward after weight transfer both ways (fp32, TF32 off), float64 loss
+#              and gradients (Keras on its PyTorch backend), and the torch trainer's CUDA prefetcher
+#              (batches in order, early stop, errors passed on)             -> twins.json
+#   resnet18   ResNet-18, ImageNet stem, 224 px, batch 128 (tools/bench.py --preset resnet18-224):
+#              torch: plain loop, trainer, torchvision, fp32/bf16           -> bench-resnet18-torch.json
+#              plain loop and torchvision in bf16 + channels_last           -> bench-resnet18-torch-cl.json
+#              trainer bf16 + torch.compile                                 -> bench-resnet18-torch-compile.json
+#              Keras on JAX and PyTorch: plain fit, trainer, keras-hub ResNetBackbone, fp32/bf16
+#                                                                           -> bench-resnet18-keras.json
+#   small      every model's smoke config, torch and Keras (JAX, PyTorch backends): plain loop and trainer,
+#              with the Keras / torch trainer ratio                         -> bench-small.json
+#   literal    `tools/train.py zoo/nlp/seq2seq --fw torch --gpus 1` and `--fw keras --gpus 1` exactly as
+#              written (KERAS_BACKEND as the caller set it, else the project's default) -> literal-*.log,
+#              literal.json (exit status, seconds, result.json)
+# Writes all of these into $OUT (default runs/gpu-check), with gpu_check.txt (everything printed) and
+# sections.json (each section's exit status, seconds, limit, whether its limit stopped it). Render the
+# bench files locally with `python tools/bench.py --write-docs DIR/bench-*.json`.
+# Exit status: 1 if a twin check failed, 0 otherwise (timings never fail the check; see sections.json).
 #
-#   tools/gpu_check.sh
-#   MODELS="vision/cnn nlp/seq2seq" STEPS=300 BUDGET_S=300 tools/gpu_check.sh
-#   ALLOW_CPU=1 MODELS=vision/cnn STEPS=5 TIMED_STEPS=3 WARMUP_STEPS=1 tools/gpu_check.sh   # dry run, no GPU
-set -euo pipefail
+#   tools/gpu_check.sh                                    # on the GPU machine (.whl/ installed when needed)
+#   ALLOW_CPU=1 tools/gpu_check.sh                        # dry run on the CPU: tiny sizes, same sections
+#   SECTIONS="twins small" BUDGET_S=200 tools/gpu_check.sh
+set -uo pipefail
 cd "$(dirname "$0")/.."
-export KERAS_BACKEND=torch PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+OUT="${OUT:-runs/gpu-check}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+exec > >(tee "$OUT/gpu_check.txt") 2>&1
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 PY="${PYTHON:-python3}"
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
-OUT="${OUT:-runs/gpu-check}"
-RUNS="${RUNS:-$(mktemp -d)}"  # training run folders (checkpoints): kept out of $OUT
-mkdir -p "$OUT"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+START=$SECONDS
+BUDGET="${BUDGET_S:-520}"
+SCALE=1
+SECTIONS="${SECTIONS:-twins resnet18 small literal}"
 
-"$PY" - "$OUT" "$RUNS" <<'PYTHON' 2>&1 | tee "$OUT/gpu_check.txt"
-import gc
+# The GPU machine lacks Keras, keras-hub and a few more: install the wheels ../shared/gpu/fetch-wheels.sh
+# put into .whl/ (Python 3.12 builds) into a folder of their own, first on PYTHONPATH.
+if ! "$PY" -c "import keras" >/dev/null 2>&1 && compgen -G ".whl/*.whl" >/dev/null; then
+  SITE="${SITE:-$(mktemp -d)/site}"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+    || { echo "gpu_check: installing .whl/ failed"; exit 2; }
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+
+GPU=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+if [ "$GPU" != 1 ] && [ "${ALLOW_CPU:-}" != 1 ]; then
+  echo "gpu_check: torch sees no GPU; ALLOW_CPU=1 runs the same sections on the CPU with tiny sizes (a dry run)"
+  exit 2
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" - <<'PYTHON'
+import importlib.metadata as m
+import platform
+names = ("torch", "torchvision", "jax", "jaxlib", "keras", "keras-hub", "tensorflow", "numpy")
+found = []
+for n in names:
+    try:
+        found.append(f"{n} {m.version(n)}")
+    except m.PackageNotFoundError:
+        found.append(f"{n} -")
+print(f"python {platform.python_version()}; " + ", ".join(found))
+PYTHON
+
+if [ "$GPU" = 1 ]; then
+  RESNET=(--preset resnet18-224)
+  TIMING=(--steps 20 --repeats 3 --warmup 5)
+  SMALL_TIMING=(--steps 20 --repeats 3 --warmup 5)
+  COMPILE=1
+  LITERAL_EXTRA=()
+else  # the dry run: the same commands on tiny sizes; torch.compile (a C++ toolchain, minutes) left out
+  RESNET=(--preset resnet18-224 --set image_size=32 --batch-size 4)
+  TIMING=(--steps 1 --repeats 1 --warmup 1)
+  SMALL_TIMING=(--steps 1 --repeats 1 --warmup 1)
+  COMPILE="${DRY_COMPILE:-0}"
+  LITERAL_EXTRA=(--epochs 1 --batch-size 512 --set hidden_size=16 --set embedding_dim=16 --set attention_dim=16)
+  SCALE="${DRY_SCALE:-4}"  # a shared CPU compiles and runs slower than the GPU machine: longer limits
+  BUDGET="${BUDGET_S:-2000}"
+fi
+: > "$OUT/sections.jsonl"
+
+# section NAME LIMIT COMMAND...: run it under `timeout` (the whole process group: Keras children too),
+# within what is left of the budget; record its exit status and time.
+section() {
+  local name=$1 limit=$2 left rc t0
+  shift 2
+  limit=$((limit * SCALE))
+  left=$((BUDGET - (SECONDS - START)))
+  if [ "$left" -lt 20 ]; then
+    echo "== [$name] skipped: ${left}s left of the ${BUDGET}s budget"
+    echo "{\"section\": \"$name\", \"skipped\": \"time budget\"}" >> "$OUT/sections.jsonl"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== [$name] at $((SECONDS - START))s, limit ${limit}s: $*"
+  t0=$SECONDS
+  timeout -k 15 "$limit" "$@"
+  rc=$?
+  echo "== [$name] exit $rc after $((SECONDS - t0))s"
+  echo "{\"section\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0)), \"limit\": $limit, \"timed_out\": $([ $rc = 124 ] || [ $rc = 137 ] && echo true || echo false)}" >> "$OUT/sections.jsonl"
+  return 0
+}
+wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
+BENCH=("$PY" tools/bench.py)
+
+if wants twins; then
+  section twins 35 env KERAS_BACKEND=torch "$PY" - "$OUT" <<'PYTHON'
 import json
-import math
 import os
 import sys
-import time
 
+import numpy as np
 import torch
 
-out, runs = sys.argv[1], sys.argv[2]
-BUDGET = float(os.environ.get("BUDGET_S", "540"))
-STEPS = int(os.environ.get("STEPS", "200"))
-WARMUP, TIMED = int(os.environ.get("WARMUP_STEPS", "10")), int(os.environ.get("TIMED_STEPS", "50"))
-START = time.monotonic()
-GPUS = 1 if torch.cuda.is_available() else 0
-if not GPUS and os.environ.get("ALLOW_CPU") != "1":
-    sys.exit("gpu_check: torch sees no GPU; ALLOW_CPU=1 runs the same checks on the CPU as a dry run")
-
-missing = []
-for module in ("keras", "safetensors", "datasets", "numpy", "tqdm", "tensorboard", "matplotlib"):
-    try:
-        __import__(module)
-    except ImportError:
-        missing.append(module)
-if missing:
-    sys.exit(f"gpu_check: missing Python packages {', '.join(missing)}; install them from requirements.lock")
-
+out = sys.argv[1]
 import keras  # noqa: E402  (KERAS_BACKEND=torch: no TensorFlow)
 
 from shared import crosscheck  # noqa: E402
-from shared.data import load  # noqa: E402
 from shared.data.iterator import BatchIterator  # noqa: E402
-from shared.train import keras_trainer, run, torch_trainer  # noqa: E402
+from shared.data.torch_data import to_tensors  # noqa: E402
+from shared.keras_weights import grads_to_canonical  # noqa: E402
+from shared.train import keras_trainer, torch_input, torch_trainer  # noqa: E402
 from zoo import registry  # noqa: E402
 
-MODELS = os.environ.get("MODELS", "").split() or registry.list_models()
-device = torch.device("cuda" if GPUS else "cpu")
-report = {"device": torch.cuda.get_device_name(0) if GPUS else "cpu (dry run)", "torch": torch.__version__,
-          "keras": keras.__version__, "keras_backend": keras.backend.backend(), "twins": [], "runs": [],
-          "throughput": []}
-print(f"== gpu_check on {report['device']}: torch {torch.__version__}, keras {keras.__version__} "
-      f"({keras.backend.backend()} backend), budget {BUDGET:.0f}s", flush=True)
+GPU = torch.cuda.is_available()
+device = torch.device("cuda" if GPU else "cpu")
+# fp32 without TF32 (TF32 rounds matmul inputs to 10 mantissa bits: not tier 1's comparison); Keras' PyTorch
+# backend keeps some arithmetic in float32 under a float64 policy, so gradients are held to tier 1's float32
+# tolerance (GRAD_TOL), not crosscheck.GRAD_RTOL.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+GRAD_TOL = float(os.environ.get("GRAD_TOL", "1e-4"))
+rows = []
 
 
-def left() -> float:
-    return BUDGET - (time.monotonic() - START)
+def save():
+    with open(os.path.join(out, "twins.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(0) if GPU else "cpu (dry run)", "rows": rows}, f, indent=1)
 
 
-def first_line(err: BaseException) -> str:
+def first_line(err):
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
 
 
-def smoke(spec, **overrides):
-    kwargs = dict(spec.smoke_data)
-    data = kwargs.pop("dataset", spec.dataset)
-    return spec.config(**{**spec.smoke_config, **overrides}), data, kwargs
+def prefetcher_checks():
+    arrays = {"image": np.random.default_rng(0).integers(0, 255, (64, 8, 8, 3), dtype=np.uint8), "label": np.arange(64)}
+    iterator = BatchIterator(arrays, 8, seed=1)
+    convert = lambda b: to_tensors(b, device)  # noqa: E731
+    got = list(torch_input.device_batches(iterator.batches(0), convert, device))
+    same = len(got) == len(iterator) and all(
+        np.array_equal(g["image"].cpu().numpy(), w["image"]) and np.array_equal(g["label"].cpu().numpy(), w["label"])
+        for g, w in zip(got, iterator.batches(0)))
+    early = torch_input.device_batches(iterator.batches(0), convert, device)
+    next(early)
+    early.close() if hasattr(early, "close") else None
+    stopped = not getattr(early, "thread", None) or not early.thread.is_alive()
+
+    def broken():
+        yield from iterator.batches(0, 6)
+        raise RuntimeError("a bad batch")
+
+    try:
+        list(torch_input.device_batches(broken(), convert, device))
+        passed_on = False
+    except RuntimeError as err:
+        passed_on = "a bad batch" in str(err)
+    kind = type(torch_input.device_batches(iter(()), convert, device)).__name__
+    return [crosscheck.Check(f"prefetch_{n}_{kind}", 0.0 if ok else 1.0, 0.0, ok)
+            for n, ok in (("order", same), ("early_stop", stopped), ("errors", passed_on))]
 
 
-_SPLITS = {}
-
-
-def train_split(spec):
-    if spec.name not in _SPLITS:
-        config, data, kwargs = smoke(spec)
-        _SPLITS[spec.name] = spec.task_module.prepare(load(data, **kwargs), config)[0]["train"]
-    return _SPLITS[spec.name]
-
-
-def release() -> None:
-    gc.collect()
-    if GPUS:
-        torch.cuda.empty_cache()
-
-
-# 1. The twins on the GPU: forward in fp32 without TF32 (TF32 rounds matmul inputs to 10 mantissa bits:
-# not the tier-1 comparison), and train-mode loss and gradients in float64 as shared/crosscheck.py's
-# check_gradients computes them (float32 ReLUs within rounding of zero flip between frameworks).
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
-# Keras' PyTorch backend keeps some arithmetic in float32 under a float64 policy: on the CPU (vision/cnn
-# smoke) its float64 check gives loss 3.3e-7 and gradients 5.7e-6 where the TensorFlow backend gives 5e-14.
-# So the bound here is tier 1's float32 gradient tolerance, not crosscheck.GRAD_RTOL (float64, 1e-6).
-GRAD_TOL = float(os.environ.get("GRAD_TOL", "1e-4"))
-
-
-def gradients_on_device(spec, config) -> list:
-    import numpy as np
-
-    from shared.keras_weights import grads_to_canonical
-
-    torch_model, keras_model = crosscheck.build_float64(spec, config)  # Keras: on the GPU by default
-    torch_model = torch_model.to(device)
-    spec.set_weights(keras_model, spec.get_weights(torch_model))
-    batch = crosscheck.float64_batch(spec.example_batch(config, batch_size=4, seed=7))
-    t_loss, t_grads = torch_trainer.loss_and_grads(spec.impl("torch"), torch_model, batch, config)
-    k_loss, k_paths = keras_trainer.loss_and_grads(spec.impl("keras"), keras_model, batch, config)
-    k_grads = grads_to_canonical(keras_model, spec.impl("keras").weight_map(config), k_paths)
-    loss_err = abs(t_loss - k_loss) / max(1e-8, abs(t_loss))
-    floor = 0.01 * max(float(np.max(np.abs(g))) for g in t_grads.values())
-    tol = GRAD_TOL
-    return [crosscheck.Check("train_loss_float64", loss_err, tol, loss_err <= tol),
-            crosscheck.compare_dicts("gradients_float64", t_grads, k_grads, tol, relative_floor=floor)]
-
-
-for name in MODELS:
+for name in os.environ.get("MODELS", "").split() or registry.list_models():
     spec = registry.get(name)
     try:
-        config = smoke(spec)[0]
+        config = spec.config(**spec.smoke_config)
         torch.manual_seed(0)
         keras.utils.set_random_seed(0)
         torch_model, keras_model = spec.build("torch", config).to(device), spec.build("keras", config)
         checks = crosscheck.check_forward(spec, config, torch_model, keras_model, "torch_to_keras", (1, 5))
         checks += crosscheck.check_forward(spec, config, keras_model, torch_model, "keras_to_torch", (2,))
-        checks += gradients_on_device(spec, crosscheck.no_dropout(spec, config))
-        rows = [{"model": name, "check": c.name, "max_error": c.max_error, "tolerance": c.tolerance,
-                 "passed": c.passed} for c in checks]
+        c64 = crosscheck.no_dropout(spec, config)
+        t64, k64 = crosscheck.build_float64(spec, c64)
+        t64 = t64.to(device)
+        spec.set_weights(k64, spec.get_weights(t64))
+        batch = crosscheck.float64_batch(spec.example_batch(c64, batch_size=4, seed=7))
+        t_loss, t_grads = torch_trainer.loss_and_grads(spec.impl("torch"), t64, batch, c64)
+        k_loss, k_paths = keras_trainer.loss_and_grads(spec.impl("keras"), k64, batch, c64)
+        k_grads = grads_to_canonical(k64, spec.weight_map(c64), k_paths)
+        loss_err = abs(t_loss - k_loss) / max(1e-8, abs(t_loss))
+        floor = 0.01 * max(float(np.max(np.abs(g))) for g in t_grads.values())
+        checks += [crosscheck.Check("train_loss_float64", loss_err, GRAD_TOL, loss_err <= GRAD_TOL),
+                   crosscheck.compare_dicts("gradients_float64", t_grads, k_grads, GRAD_TOL, relative_floor=floor)]
+        found = [{"model": name, "check": c.name, "max_error": c.max_error, "tolerance": c.tolerance,
+                  "passed": bool(c.passed)} for c in checks]
     except Exception as err:  # noqa: BLE001  (report every model)
-        rows = [{"model": name, "check": "twins", "error": first_line(err), "passed": False}]
-    report["twins"] += rows
-    for r in rows:
+        found = [{"model": name, "check": "twins", "error": first_line(err), "passed": False}]
+    rows.extend(found)
+    for r in found:
         shown = r.get("error") or f"max err {r['max_error']:.2e} (tol {r['tolerance']:.0e})"
         print(f"[twins] {name:20s} {r['check']:28s} {'PASS' if r['passed'] else 'FAIL'}  {shown}", flush=True)
-    release()
+    save()
+try:
+    checks = prefetcher_checks()
+    rows.extend({"model": "-", "check": c.name, "passed": bool(c.passed)} for c in checks)
+except Exception as err:  # noqa: BLE001
+    rows.append({"model": "-", "check": "prefetch", "error": first_line(err), "passed": False})
+for r in rows[-3:]:
+    print(f"[input] {r['check']:40s} {'PASS' if r['passed'] else 'FAIL'} {r.get('error', '')}", flush=True)
+save()
+PYTHON
+fi
 
-# 2. Every model trained by run.train in torch on one GPU for about STEPS steps.
-for name in MODELS:
-    spec = registry.get(name)
-    if left() < 30:
-        report["runs"].append({"model": name, "skipped": "time budget"})
-        continue
-    try:
-        per_epoch = len(BatchIterator(train_split(spec), smoke(spec)[0].batch_size))
-        config, data, kwargs = smoke(spec, epochs=max(1, math.ceil(STEPS / max(per_epoch, 1))))
-        t0 = time.perf_counter()
-        result = run.train(spec, config, "torch", data=data, data_kwargs=kwargs, gpus=GPUS, progress=False,
-                           out=f"{runs}/{name.replace('/', '-')}-torch", overwrite=True, snapshot_every=0)
-        primary = spec.task_module.PRIMARY_METRIC
-        row = {"model": name, "steps": result["steps"], "seconds": round(time.perf_counter() - t0, 1),
-               "train_seconds": round(result["train_seconds"], 1), primary: result["test"][primary],
-               "metric": primary}
-    except Exception as err:  # noqa: BLE001
-        row = {"model": name, "error": first_line(err)}
-    report["runs"].append(row)
-    print(f"[run] {row}", flush=True)
-    release()
+if wants resnet18; then
+  section resnet18-torch 75 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision fp32,bf16 "${TIMING[@]}" \
+    --json "$OUT/bench-resnet18-torch.json"
+  section resnet18-torch-cl 30 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --channels-last \
+    --measure plain,peer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-cl.json"
+  if [ "$COMPILE" = 1 ]; then
+    section resnet18-torch-compile 90 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --compile \
+      --measure trainer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-compile.json"
+  else
+    echo "== [resnet18-torch-compile] left out of the CPU dry run (DRY_COMPILE=1 runs it)"
+  fi
+  section resnet18-keras 110 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend jax,torch \
+    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras.json"
+fi
 
+if wants small; then
+  section small 75 "${BENCH[@]}" all --smoke --fw torch,keras --keras-backend jax,torch --precision fp32 \
+    --measure plain,trainer "${SMALL_TIMING[@]}" --json "$OUT/bench-small.json"
+fi
 
-# 3. Throughput: examples per second over TIMED_STEPS steps after WARMUP_STEPS (compilation happens there).
-class Enough(Exception):
-    pass
+if wants literal; then
+  for fw in torch keras; do
+    folder="runs/nlp-seq2seq-$fw"  # the commands' default --out: replaced only when it is a run folder
+    if [ -f "$folder/run.json" ] || [ -f "$folder/result.json" ]; then rm -rf "$folder"; fi
+    t0=$SECONDS
+    section "literal-$fw" 55 "$PY" tools/train.py zoo/nlp/seq2seq --fw "$fw" --gpus "$GPU" "${LITERAL_EXTRA[@]}" \
+      > "$OUT/literal-$fw.log" 2>&1
+    tail -n 5 "$OUT/literal-$fw.log" | tr '\r' '\n' | tail -n 5
+    "$PY" - "$OUT" "$fw" "$folder" "$((SECONDS - t0))" "$GPU" <<'PYTHON'
+import json
+import os
+import sys
 
+out, fw, folder, seconds, gpus = sys.argv[1:]
+rows = []
+path = os.path.join(out, "literal.json")
+if os.path.exists(path):
+    rows = json.load(open(path))
+section = [json.loads(line) for line in open(os.path.join(out, "sections.jsonl"))][-1]
+command = f"python tools/train.py zoo/nlp/seq2seq --fw {fw} --gpus {gpus}"
+row = {"command": command, "keras_backend": os.environ.get("KERAS_BACKEND") if fw == "keras" else None,
+       "seconds": int(seconds), **{k: section.get(k) for k in ("rc", "timed_out", "limit", "skipped")}}
+try:
+    result = json.load(open(os.path.join(folder, "result.json")))
+    row.update({k: result.get(k) for k in ("steps", "train_seconds", "epoch_seconds", "test", "precision")})
+except (OSError, ValueError):
+    row["result"] = "no result.json (see literal-%s.log)" % fw
+rows.append(row)
+json.dump(rows, open(path, "w"), indent=1)
+print(f"[literal] {command}: {row}")
+PYTHON
+  done
+fi
 
-def throughput(spec, fw: str, precision: str, compile: bool) -> dict:
-    config = smoke(spec)[0]
-    trainer = torch_trainer if fw == "torch" else keras_trainer
-    runtime = trainer.setup(GPUS, None, config.seed, precision=precision)
-    session = trainer.Session(spec, config, runtime, total_steps=WARMUP + TIMED, precision=precision,
-                              compile=compile)
-    iterator = BatchIterator(train_split(spec), config.batch_size, seed=config.seed)
-    stamps = []
+"$PY" - "$OUT" <<'PYTHON'
+import json
+import os
+import sys
 
-    def on_step(step, loss, lr):  # the trainers read each step's loss back: the device is synchronised
-        stamps.append((time.perf_counter(), loss))
-        if len(stamps) == WARMUP + TIMED:
-            raise Enough
-
-    start = time.perf_counter()
-    try:
-        for epoch in range(10**6):
-            session.train_epoch(iterator, epoch, 0, on_step, progress=False)
-    except Enough:
-        pass
-    timed = stamps[-1][0] - stamps[max(WARMUP, 1) - 1][0]
-    steps = len(stamps) - max(WARMUP, 1)
-    return {"examples_per_s": round(steps * config.batch_size / timed, 1),
-            "ms_per_step": round(1000 * timed / steps, 2), "first_step_s": round(stamps[0][0] - start, 1),
-            "last_loss": round(stamps[-1][1], 4), "batch_size": config.batch_size}
-
-
-configs = [(name, fw, precision, compile) for compile in (False, True) for name in MODELS
-           for fw in ("torch", "keras") for precision in ("fp32", "bf16")]
-for name, fw, precision, compile in configs:
-    row = {"model": name, "fw": fw, "precision": precision, "compile": compile}
-    if left() < (90 if compile else 20):
-        row["skipped"] = "time budget"
-    else:
-        try:
-            row.update(throughput(registry.get(name), fw, precision, compile))
-        except Exception as err:  # noqa: BLE001
-            row["error"] = first_line(err)
-    report["throughput"].append(row)
-    print(f"[throughput] {row}", flush=True)
-    release()
-
-print(f"\n== twins on {report['device']} (fp32, TF32 off): forward and gradients after weight transfer")
-for r in report["twins"]:
-    print(f"{r['model']:20s} {r['check']:28s} {'PASS' if r['passed'] else 'FAIL':5s} "
-          + (r.get("error") or f"{r['max_error']:.2e} <= {r['tolerance']:.0e}"))
-print(f"\n== torch, run.train on {'1 GPU' if GPUS else 'the CPU'}, ~{STEPS} steps")
-for r in report["runs"]:
-    trained = f"{r.get('steps', 0):5d} steps  {r.get('train_seconds', 0):7.1f}s training"
-    shown = r.get("error") or r.get("skipped") or f"{trained}  test {r['metric']} {r[r['metric']]:.4f}"
-    print(f"{r['model']:20s} {shown}")
-print(f"\n== throughput, examples/s over {TIMED} steps after {WARMUP} (first step includes compilation)")
-print(f"{'model':20s} {'fw':6s} {'prec':5s} {'compile':8s} {'ex/s':>10s} {'ms/step':>8s} {'first s':>8s}")
-for r in report["throughput"]:
-    head = f"{r['model']:20s} {r['fw']:6s} {r['precision']:5s} {str(r['compile']):8s} "
-    if "examples_per_s" in r:
-        print(head + f"{r['examples_per_s']:10.1f} {r['ms_per_step']:8.2f} {r['first_step_s']:8.1f}")
-    else:
-        print(head + (r.get("error") or r.get("skipped")))
-with open(os.path.join(out, "gpu_check.json"), "w") as f:
-    json.dump(report, f, indent=1)
-failed = [r for r in report["twins"] if not r["passed"]] + [r for r in report["runs"] if "error" in r]
-print(f"\n{len(failed)} failure(s); {time.monotonic() - START:.0f}s; details in {out}/gpu_check.json")
+out = sys.argv[1]
+sections = [json.loads(line) for line in open(os.path.join(out, "sections.jsonl"))]
+json.dump(sections, open(os.path.join(out, "sections.json"), "w"), indent=1)
+print("\n== sections")
+for s in sections:
+    print(f"{s['section']:24s} " + (f"skipped ({s['skipped']})" if "skipped" in s else
+          f"exit {s['rc']:3d}  {s['seconds']:4d}s of {s['limit']}s{'  (stopped by its limit)' if s['timed_out'] else ''}"))
+failed = []
+twins = os.path.join(out, "twins.json")
+if os.path.exists(twins):
+    failed = [r for r in json.load(open(twins))["rows"] if not r["passed"]]
+    print(f"twins: {len(failed)} failed check(s)" + "".join(f"\n  {r['model']} {r['check']} {r.get('error', '')}" for r in failed))
+print(f"files in {out}: " + " ".join(sorted(os.listdir(out))))
 sys.exit(1 if failed else 0)
 PYTHON
+status=$?
+echo "gpu_check: $((SECONDS - START))s in all; render with: python tools/bench.py --write-docs $OUT/bench-*.json"
+exit $status
