@@ -85,6 +85,18 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
+def barrier(a) -> None:
+    """--concurrent: every copy waits here, after its warm-up, until all have arrived (files in a folder),
+    so that their timed blocks overlap."""
+    if not getattr(a, "barrier", None):
+        return
+    folder, count = a.barrier.rsplit(":", 1)
+    a.meetings = getattr(a, "meetings", 0) + 1  # one meeting per measurement, in the same order in every copy
+    Path(folder, f"{os.getpid()}.{a.meetings}").touch()
+    while len(list(Path(folder).glob(f"*.{a.meetings}"))) < int(count):
+        time.sleep(0.05)
+
+
 def median_rate(block, examples_per_block: int, repeats: int) -> dict:
     """block() runs one timed block and returns when the device has finished it."""
     rates = []
@@ -180,6 +192,7 @@ def torch_trainer_rate(spec, config, device, precision, compile, a) -> dict:
 
     if a.warmup:
         block(max(0, len(iterator) - a.warmup))
+    barrier(a)
     result = median_rate(block, a.batch * steps, a.repeats)
     channels_last = device.type == "cuda" and torch_input.is_convolutional(session.model)
     return {**result, "steps_per_block": steps, "channels_last": channels_last}
@@ -404,6 +417,7 @@ def keras_trainer_rate(spec, config, gpus, precision, compile, a) -> dict:
 
     if a.warmup:
         block(max(0, len(iterator) - a.warmup))
+    barrier(a)
     return {**median_rate(block, a.batch * steps, a.repeats), "steps_per_block": steps}
 
 
@@ -760,10 +774,11 @@ def concurrent_runs(a, argv) -> list[dict]:
     folder = tempfile.mkdtemp(prefix="bench-concurrent-")
     command = child_command(a, "torch-fw" if fw == "torch" else "keras", "@OUT")
 
-    def start(i: int) -> tuple:
-        out = os.path.join(folder, f"run{i}.json")
-        return subprocess.Popen([out if c == "@OUT" else c for c in command], env=env, stderr=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, text=True), out  # fmt: skip
+    def start(i: int, copies: int) -> tuple:
+        out, meeting = os.path.join(folder, f"run{i}.json"), os.path.join(folder, f"barrier{min(i, 1)}")
+        os.makedirs(meeting, exist_ok=True)
+        return subprocess.Popen([*(out if c == "@OUT" else c for c in command), "--barrier", f"{meeting}:{copies}"],
+                                env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True), out  # fmt: skip
 
     def rows_of(proc, out) -> list[dict]:
         _, err = proc.communicate()
@@ -773,8 +788,8 @@ def concurrent_runs(a, argv) -> list[dict]:
         except (OSError, ValueError, KeyError):
             raise UserError(f"a benchmark run failed: {(err.strip().splitlines() or ['?'])[-1]}") from None
 
-    solo = rows_of(*start(0))
-    together = [start(i + 1) for i in range(a.concurrent)]
+    solo = rows_of(*start(0, 1))
+    together = [start(i + 1, a.concurrent) for i in range(a.concurrent)]
     runs = [rows_of(*pair) for pair in together]
     results = []
     for index, row in enumerate(solo):
@@ -897,6 +912,7 @@ def parse(argv):
     parser.add_argument(
         "--docs", default=str(DOCS), help="the file --write-docs writes (default docs/PERFORMANCE.md)"
     )
+    parser.add_argument("--barrier", help=argparse_hidden())
     parser.add_argument("--child", action="store_true", help=argparse_hidden())
     a = parser.parse_args(argv)
     if a.write_docs:
