@@ -318,6 +318,8 @@ def measure_torch(spec, config, precision, compile, a) -> dict:
 
     device = torch_device(a.device)
     torch.set_num_threads(a.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as torch_trainer.setup sets it: every measurement alike
     torch_trainer.check_request(1 if device.type == "cuda" else 0, precision)
     batch = spec.example_batch(config, batch_size=a.batch, seed=0)
     row = {"backend": "torch", "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
