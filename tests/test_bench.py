@@ -83,8 +83,8 @@ def test_gpu_check_dry_runs_on_the_cpu_with_tensorflow_hidden(tmp_path):
                           timeout=1800)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:]
     sections = json.loads((out / "sections.json").read_text())
-    assert [s["section"] for s in sections] == ["twins", "resnet18-torch", "resnet18-torch-cl", "resnet18-keras",
-                                                "small", "literal-torch", "literal-keras"]  # fmt: skip
+    assert [s["section"] for s in sections] == ["twins", "resnet18-torch", "resnet18-torch-cl", "resnet18-keras-jax",
+                                                "resnet18-keras-torch", "small", "literal-torch", "literal-keras"]  # fmt: skip
     twins = json.loads((out / "twins.json").read_text())["rows"]
     assert twins and all(r["passed"] for r in twins)
     small = json.loads((out / "bench-small.json").read_text())
@@ -92,7 +92,9 @@ def test_gpu_check_dry_runs_on_the_cpu_with_tensorflow_hidden(tmp_path):
         "vision/cnn",
         "nlp/seq2seq",
     }
-    for name in ("bench-resnet18-torch", "bench-resnet18-torch-cl", "bench-resnet18-keras", "bench-small"):
+    assert not any(s.get("timed_out") for s in sections), sections
+    for name in ("bench-resnet18-torch", "bench-resnet18-torch-cl", "bench-resnet18-keras-jax",
+                 "bench-resnet18-keras-torch", "bench-small"):  # fmt: skip
         assert json.loads((out / f"{name}.json").read_text())["results"], name
     literal = {r["command"]: r for r in json.loads((out / "literal.json").read_text())}
     torch_run = literal["python tools/train.py zoo/nlp/seq2seq --fw torch --gpus 0"]

@@ -702,6 +702,8 @@ def versions() -> dict:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
+    if "tensorflow" in found and "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
+        found["tensorflow"] += " (hidden from Python)"  # as on the GPU machine, which has none
     return found
 
 

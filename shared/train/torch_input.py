@@ -9,8 +9,8 @@
 (shared/data/torch_data.to_tensors). On the CPU that is all: each batch is converted when the step asks for
 it, as before (a helper thread would only compete with the step's own threads for the cores).
 
-On a CUDA device a background thread prepares up to `depth` batches ahead of the step: it gathers the
-numpy batch (the iterator's fancy indexing), copies it into pinned (page-locked) host memory and calls
+On a CUDA device background threads prepare up to `depth` batches ahead of the step: one gathers the
+numpy batches (the iterator's fancy indexing), another copies each into pinned (page-locked) host memory and calls
 `convert` on a side CUDA stream, so the host-to-device copy is asynchronous and overlaps the step running
 on the main stream. The thread waits for its own copy to finish before it lets the pinned buffers go (a
 wait of the helper thread, never of the training thread); the training thread's stream waits for the copy
@@ -82,10 +82,41 @@ class CudaPrefetcher:
                 continue
         return False
 
+    def _gather(self, batches: Iterator[dict[str, np.ndarray]], gathered: queue.Queue) -> None:
+        """The iterator's own work (numpy gathers, which release the GIL) in a thread of its own, one batch
+        ahead of the pinning and copying."""
+        try:
+            for batch in batches:
+                while not self.stop.is_set():
+                    try:
+                        gathered.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            gathered.put(_END)
+        except BaseException as error:  # noqa: BLE001  (handed on to the training thread)
+            gathered.put(_Failed(error))
+
+    def _gathered(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        gathered: queue.Queue = queue.Queue(maxsize=1)
+        threading.Thread(target=self._gather, args=(batches, gathered), daemon=True).start()
+        while not self.stop.is_set():
+            try:
+                item = gathered.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
     def _work(self, batches: Iterator[dict[str, np.ndarray]]) -> None:
         try:
             torch.cuda.set_device(self.device)
-            for batch in batches:
+            for batch in self._gathered(batches):
                 if self.stop.is_set():
                     return
                 views, owners = pinned(batch)
