@@ -108,15 +108,22 @@ def median_rate(block, examples_per_block: int, repeats: int) -> dict:
             round(max(rates), 2)]}  # fmt: skip
 
 
+_POOLS: dict = {}
+
+
 def pool_iterator(spec, config, batch_size: int, steps: int):
     """A BatchIterator of synthetic examples holding `steps` batches (fewer where that would pass
     POOL_BYTES); returns (iterator, its batches per epoch)."""
     from shared.data.iterator import BatchIterator
 
-    one = spec.example_batch(config, batch_size=batch_size, seed=1)
-    per_batch = sum(v.nbytes for v in one.values())
-    batches = max(1, min(steps, POOL_BYTES // max(per_batch, 1)))
-    arrays = spec.example_batch(config, batch_size=batch_size * batches, seed=1)
+    key = (spec.name, repr(config), batch_size, steps)
+    if key not in _POOLS:  # one pool per config: the precisions measured after each other share it
+        _POOLS.clear()
+        one = spec.example_batch(config, batch_size=batch_size, seed=1)
+        per_batch = sum(v.nbytes for v in one.values())
+        batches = max(1, min(steps, POOL_BYTES // max(per_batch, 1)))
+        _POOLS[key] = (spec.example_batch(config, batch_size=batch_size * batches, seed=1), batches)
+    arrays, batches = _POOLS[key]
     return BatchIterator(arrays, batch_size, seed=config.seed), batches
 
 
