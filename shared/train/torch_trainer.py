@@ -176,10 +176,13 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
+        adapt=None,
     ):
         self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
         self.precision, self.impl = precision, spec.impl("torch")
         self.model = spec.build("torch", config).to(self.device)
+        if adapt is not None:  # fine-tuning (shared/train/finetune.py): --init weights, --freeze
+            adapt(self.model)  # before DDP and the optimizer, which takes the requires_grad parameters
         if self.world.rank > 0:  # the same initial weights everywhere; each rank its own dropout stream
             torch.manual_seed(
                 int(np.random.SeedSequence([config.seed, self.world.rank]).generate_state(1)[0])
