@@ -98,4 +98,9 @@ def card_block(spec) -> str:
 
 
 def update_card(spec, card_text: str) -> str:
+    """The card with its Recipes block rewritten; a card without one gets it before its first Results
+    section (or at its end)."""
+    at = card_text.find("\n## Results")
+    if START not in card_text and at >= 0:
+        card_text = f"{card_text[: at + 1]}## Recipes\n\n{START}\n{END}\n\n{card_text[at + 1 :]}"
     return replace_block(card_text, START, END, card_block(spec), "## Recipes")

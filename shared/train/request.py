@@ -16,7 +16,7 @@ from shared.data import available
 from shared.errors import UserError
 from shared.recipe import config_from_dict, config_to_dict
 from shared.train import finetune, snapshot
-from shared.train.callbacks import check_monitor, parse_early_stop
+from shared.train.callbacks import CallbackList, check_monitor, parse_early_stop
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SNAPSHOT_EVERY = 200  # optimizer steps between snapshots (and one at every epoch end)
@@ -129,6 +129,7 @@ def check_request(
     out, data = Path(settings.out), settings.data
     if settings.precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; found {settings.precision!r}")
+    CallbackList(settings.callbacks, settings.fw)  # a Keras callback in a torch run, a non-callback: refused
     if settings.keep not in KEEP:
         raise UserError(f"--keep must be best or last; found {settings.keep!r}")
     if settings.early_stop:
