@@ -188,6 +188,8 @@ class BestCheckpoint(_Monitor):
         self.best_weights: dict | None = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.run.runtime.world.is_main:  # rank 0 alone validates (for it) and writes checkpoints
+            return
         value = self.value(logs)
         if self.improved(value):
             self.best, self.best_epoch = value, epoch + 1
