@@ -313,6 +313,49 @@ def test_a_changed_head_is_reinitialised_and_listed(frameworks):
     del torch
 
 
+def test_init_from_a_store_url_reinitialises_a_changed_head_in_both_twins(
+    twin_runs, tmp_path, monkeypatch, frameworks
+):
+    """A trained checkpoint pushed to a store, fetched by URL into 5-class twins: fc re-initialised and
+    listed, every other tensor loaded; --freeze leaves Keras' frozen BatchNorm non-trainable (inference)."""
+    import keras
+
+    from shared import hub
+    from shared.train.request import RunSettings
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    hub.push(twin_runs["torch"][0] / "last", str(tmp_path / "store"))
+    url = f"file://{tmp_path / 'store'}/vision-cnn/v1"
+    source = checkpoint.load(twin_runs["torch"][0] / "last")["weights"]
+    config = SPEC.config(**SPEC.smoke_config, num_classes=5)
+    for fw in ("torch", "keras"):
+        settings = RunSettings(fw, tmp_path / "unused", "digits", init=url, freeze=("layer1",))
+        tuned = finetune.FineTune.of(SPEC, config, settings)
+        assert tuned.source.kind == "store" and tuned.source.sha256 == checkpoint.sha256_file(
+            twin_runs["torch"][0] / "last" / "weights.safetensors"
+        )
+        model = SPEC.build(fw, config)
+        fresh = SPEC.get_weights(model)
+        tuned.apply(model)
+        after = SPEC.get_weights(model)
+        assert tuned.reinitialised == ["fc.bias", "fc.weight"], fw
+        np.testing.assert_array_equal(after["fc.weight"], fresh["fc.weight"])
+        np.testing.assert_allclose(
+            after["layer2.0.conv1.weight"], source["layer2.0.conv1.weight"], atol=0, rtol=0
+        )
+        assert tuned.record()["reinitialised"] == ["fc.bias", "fc.weight"] and tuned.frozen
+        if fw == "keras":
+            frozen_bn = [
+                layer
+                for layer in model._flatten_layers(include_self=False, recursive=True)
+                if isinstance(layer, keras.layers.BatchNormalization) and "layer1" in layer.path
+            ]
+            assert frozen_bn and not any(layer.trainable for layer in frozen_bn)
+            assert not any("layer1" in v.path for v in model.trainable_variables)
+        else:
+            assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("layer1."))
+
+
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written
 
 
