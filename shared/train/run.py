@@ -223,6 +223,7 @@ def prepare(spec, config, settings: RunSettings) -> Run:
     if tuned is not None and settings.resume:
         tuned.restored = state.get("init")
     callbacks, csv = run_callbacks(spec, settings, world.is_main)
+    csv.rows = list(now["rows"])  # a resumed run's epochs so far (also in its callbacks' state)
     if settings.resume and "callbacks" in state:  # snapshots from before callbacks carry no state
         callbacks.set_state(
             state["callbacks"], {k: v for k, v in arrays.items() if k.startswith("callback.")}
