@@ -2,6 +2,7 @@
 
     python tools/summary.py runs/cnn-torch runs/cnn-keras            # print
     python tools/summary.py runs/cnn-torch runs/cnn-keras --record   # + the card's Results block, README table
+    python tools/summary.py --recipes                                # every card's Recipes block, from spec.py
 
 --record writes, between the card's `results` markers, a table made from each run's result.json (test
 metrics, data, epochs, steps, training seconds, and the figures of any evaluated-in-*.json beside it),
@@ -22,6 +23,7 @@ from shared import tasks
 from shared.cli import Parser, main_wrapper
 from shared.errors import UserError
 from shared.markdown import RESULTS_SUMMARY, read_json_comment, replace_block
+from shared.train import recipes
 from zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +103,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--root", type=Path, default=ROOT, help="the checkout whose cards and README to write"
     )
+    parser.add_argument(
+        "--recipes",
+        action="store_true",
+        help="rewrite every model card's Recipes block from the named recipes in its spec.py",
+    )
     args = parser.parse_args(argv)
+    if args.recipes:
+        for name in registry.list_models():
+            card = args.root / "zoo" / name / "README.md"
+            card.write_text(recipes.update_card(registry.get(name), card.read_text()))
+            print(f"recipes of {name} written into {card}")
+        return 0
     if args.table_only:
         print(f"rebuilt {update_readme(args.root)}")
         return 0

@@ -5,6 +5,11 @@
     python tools/train.py zoo/vision/cnn --fw torch --cpu-replicas 2          # data parallel on the CPU
     python tools/train.py zoo/vision/cnn --fw torch --gpus 8 --nnodes 2 --node-rank 0 --master-addr node0
     python tools/train.py zoo/vision/cnn --fw torch --resume runs/cnn-torch   # continue from the last snapshot
+    python tools/train.py zoo/vision/cnn --fw keras --early-stop val_accuracy:patience=2   # checkpoint/ = best
+    python tools/train.py zoo/vision/cnn --fw torch --init resnet18.safetensors --set num_classes=10 \
+        --set base_width=64 --set stem=imagenet --set image_size=64 --freeze conv1,bn1,layer1   # fine-tune
+    python tools/train.py zoo/vision/cnn --list-recipes                        # named recipes of the spec
+    python tools/train.py zoo/vision/cnn --fw torch --recipe mnist-5k          # reproduce a card's row
 
 --batch-size is the global batch in both frameworks (see docs/SCALING.md).
 """
@@ -21,8 +26,9 @@ from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.errors import UserError
 from shared.models import get_spec
 from shared.recipe import parse_set_flags
-from shared.train import launch, run
+from shared.train import launch, recipes, run, snapshot
 from shared.train.distributed import Launch
+from shared.train.finetune import parse_freeze
 from shared.train.request import SNAPSHOT_EVERY, RunSettings, resume_request
 from shared.train.threads import passive_openmp
 
@@ -30,7 +36,7 @@ from shared.train.threads import passive_openmp
 def build_parser() -> Parser:
     parser = Parser(prog="tools/train.py", description=__doc__)
     parser.add_argument("model", help="model folder or name, e.g. zoo/vision/cnn or vision/cnn")
-    parser.add_argument("--fw", required=True, help="keras or torch")
+    parser.add_argument("--fw", help="keras or torch (required to train)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--batch-size", type=int, help="global batch size (split over the replicas)")
     parser.add_argument("--lr", type=float, help="peak learning rate")
@@ -45,6 +51,40 @@ def build_parser() -> Parser:
         "--threads", type=positive_int, help="CPU threads for the framework, per process (default: all cores)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    tune = parser.add_argument_group("callbacks, checkpoints, fine-tuning and recipes (docs/TRAINING.md)")
+    tune.add_argument(
+        "--early-stop",
+        metavar="METRIC[:patience=N][:min_delta=X]",
+        help="stop when METRIC (e.g. val_accuracy, val_loss; also :mode=min|max, :restore_best=true) has "
+        "not improved for N epochs (N=0 or 1: the first epoch without improvement)",
+    )
+    tune.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default=None,
+        help="checkpoint/ holds the best epoch by --early-stop's metric, else the task's primary "
+        "validation metric, and last/ the last epoch (best, the default); or checkpoint/ the last (last)",
+    )
+    tune.add_argument(
+        "--init",
+        metavar="SOURCE",
+        help="fine-tune from a checkpoint folder, a store URL, or a .safetensors file in the torch twin's "
+        "names (a torchvision state_dict); output layers of another shape (--set num_classes=10) are "
+        "re-initialised and listed",
+    )
+    tune.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        metavar="PREFIX[,PREFIX]",
+        help="do not train the parameters under these canonical (torch) name prefixes, e.g. conv1,layer1; "
+        "in both frameworks a BatchNorm whose parameters are frozen runs in inference mode (its running "
+        "statistics are used and not updated)",
+    )
+    tune.add_argument(
+        "--recipe", metavar="NAME", help="apply the spec's named recipe (--set/--data still override)"
+    )
+    tune.add_argument("--list-recipes", action="store_true", help="print the model's recipes and exit")
     scale = parser.add_argument_group("scaling (docs/SCALING.md)")
     scale.add_argument(
         "--gpus", type=int, help="GPUs per node (0 = CPU, the default; under torchrun: its GPUs)"
@@ -95,6 +135,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     passive_openmp()  # before torch or TensorFlow loads (shared/train/threads.py)
     args = build_parser().parse_args(argv)
+    if args.list_recipes:
+        print(recipes.listing(get_spec(args.model)))
+        return 0
+    if args.fw is None:
+        raise UserError("--fw is required: keras or torch")
     fw = check_fw(args.fw)
     scaling = Launch(
         gpus=args.gpus or 0,
@@ -131,12 +176,23 @@ def request(spec, fw: str, args) -> tuple:
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed")):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
+    recipe = spec.recipe(args.recipe) if args.recipe else None
+    freeze = parse_freeze(args.freeze)
     if args.resume:
+        if recipe or args.init:
+            raise UserError(
+                f"--resume {args.resume} continues the run as it was started: drop --recipe and --init"
+            )
         config, data, data_kwargs = resume_request(spec, fw, args.resume, overrides, args.data, args.out)
         out = args.resume
+        _, state = snapshot.read(out, tensors=False)  # the run's own callbacks and freezing, unless given
+        early_stop = args.early_stop if args.early_stop is not None else state.get("early_stop")
+        keep = args.keep or state.get("keep") or "best"
+        freeze = freeze or tuple(state.get("freeze") or ())
     else:
-        config, data, data_kwargs = spec.config(**overrides), args.data or spec.dataset, {}
+        config, data, data_kwargs = recipes.apply(spec, recipe, overrides, args.data)
         out = args.out or f"runs/{spec.name.replace('/', '-')}-{fw}"
+        early_stop, keep = args.early_stop, args.keep or "best"
     if args.snapshot_every is not None and args.snapshot_every < 0:
         raise UserError(
             f"--snapshot-every must be >= 0 (0: none but at epoch ends); found {args.snapshot_every}"
@@ -157,6 +213,11 @@ def request(spec, fw: str, args) -> tuple:
         deterministic=args.deterministic,
         resume=bool(args.resume),
         snapshot_every=SNAPSHOT_EVERY if args.snapshot_every is None else args.snapshot_every,
+        early_stop=early_stop,
+        keep=keep,
+        init=args.init,
+        freeze=freeze,
+        recipe=recipe.name if recipe else None,
     )
     return config, settings
 

@@ -16,10 +16,35 @@ from typing import Any
 import numpy as np
 
 from shared import tasks
+from shared.errors import UserError
 from shared.frameworks import FRAMEWORKS, check_framework, framework_of
 from shared.recipe import make_config
 
-__all__ = ["FRAMEWORKS", "ModelSpec", "check_framework", "framework_of"]
+__all__ = ["FRAMEWORKS", "ModelSpec", "TrainingRecipe", "check_framework", "framework_of"]
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """A named way to train a model, as data: `tools/train.py MODEL --recipe NAME` applies it (explicit
+    --set / --data / --epochs ... still override it); the card's Recipes block is generated from it.
+
+    name:       the --recipe name ("mnist-5k").
+    summary:    one line: what it trains, on what, where it was run or is sized for.
+    config:     Config overrides (as --set KEY=VALUE).
+    data:       the dataset (as --data); None: the model's default dataset. data_kwargs: its loader's.
+    metric:     the test metric it is judged by; expect: the value it should reach (at least, or at most
+                for a lower-is-better metric), or None for a recipe not run here.
+    device:     "cpu" (runs on a laptop) or "gpu" (sized for one; pass --gpus 1).
+    """
+
+    name: str
+    summary: str
+    config: dict = field(default_factory=dict)
+    data: str | None = None
+    data_kwargs: dict = field(default_factory=dict)
+    metric: str = ""
+    expect: float | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,31 @@ class ModelSpec:
     # Configs a person might try that cannot be built: (overrides, the words the one-line error must hold).
     # tests/test_model_contract.py checks each through spec.config() and the first through tools/train.py.
     bad_configs: tuple = ()
+    # Canonical-name prefixes whose tensors fine-tuning (--init) re-initialises when their shape changes:
+    # the output layer, vocabulary-sized tables (shared/train/finetune.py).
+    heads: tuple = ()
+    # Named training recipes (--recipe NAME, --list-recipes; the card's Recipes block is made from them).
+    recipes: tuple = ()
+
+    def named_recipes(self) -> tuple:
+        """The spec's recipes, then "smoke" made from smoke_config and smoke_data (CI's few-second run)."""
+        data = dict(self.smoke_data)
+        smoke = TrainingRecipe(
+            "smoke",
+            "A few-second CPU run, CI's smoke recipe (tiny model, small data); no target.",
+            config=dict(self.smoke_config),
+            data=data.pop("dataset", None),
+            data_kwargs=data,
+        )
+        return (*self.recipes, smoke)
+
+    def recipe(self, name: str) -> TrainingRecipe:
+        """The recipe named `name`; an unknown name is a one-line error listing them."""
+        for recipe in self.named_recipes():
+            if recipe.name == name:
+                return recipe
+        known = ", ".join(r.name for r in self.named_recipes())
+        raise UserError(f"{self.name} has no recipe {name!r}; its recipes: {known} (--list-recipes)")
 
     @property
     def task_module(self):

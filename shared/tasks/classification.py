@@ -10,6 +10,7 @@ from shared.tasks import check_keys
 
 PRIMARY_METRIC = "accuracy"
 HIGHER_IS_BETTER = True
+METRICS = ("accuracy", "loss", "top5_accuracy")  # what metrics() returns (top5 with > 5 classes)
 
 
 def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

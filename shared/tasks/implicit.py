@@ -20,6 +20,17 @@ from shared.tasks.rating import check_ids, recommend, recsys_state
 K = 10
 PRIMARY_METRIC = f"hr@{K}"
 HIGHER_IS_BETTER = True
+METRICS = (
+    f"hr@{K}",
+    f"ndcg@{K}",
+    "loss",
+    f"pop_hr@{K}",
+    f"pop_ndcg@{K}",
+    f"random_hr@{K}",
+    f"random_ndcg@{K}",
+    f"oracle_hr@{K}",
+    f"oracle_ndcg@{K}",
+)  # oracle_ on planted data
 
 
 def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from shared.tasks import check_keys
 
 PRIMARY_METRIC = "auroc"
 HIGHER_IS_BETTER = True
+METRICS = ("auroc", "auprc", "loss")  # plus auroc_<k>, auprc_<k> per label when there are few labels
 PER_LABEL_LIMIT = 16  # per-label metrics are reported up to this many labels (DeepSEA has 919)
 
 

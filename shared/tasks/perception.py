@@ -28,6 +28,14 @@ from shared.tasks import check_keys
 
 PRIMARY_METRIC = "miou"
 HIGHER_IS_BETTER = True
+METRICS = (
+    "miou",
+    "pixel_accuracy",
+    "steering_mae",
+    "steering_rmse",
+    "loss",
+    *(f"iou_{n}" for n in CLASS_NAMES),
+)
 # Overlay colours per class (background is left untinted): road purple, lane marking yellow, vehicle blue.
 CLASS_COLOURS = ((0, 0, 0), (160, 60, 200), (255, 230, 0), (0, 90, 255))
 

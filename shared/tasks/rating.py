@@ -17,6 +17,7 @@ from shared.tasks import check_keys
 
 PRIMARY_METRIC = "rmse"
 HIGHER_IS_BETTER = False
+METRICS = ("rmse", "mae", "floor_rmse")  # floor_rmse on planted data
 
 
 def example_batch(config, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

@@ -58,6 +58,7 @@ from shared.tasks import check_keys
 
 PRIMARY_METRIC = "bleu"
 HIGHER_IS_BETTER = True
+METRICS = ("bleu", "exact_match", "token_accuracy", "loss")
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_ATTRIBUTES = (

@@ -290,6 +290,23 @@ class _StepCallback(keras.callbacks.Callback):
             self.on_step(self.session.step - 1, loss, self.session.lr)
 
 
+class _BatchHooks(keras.callbacks.Callback):
+    """The batch hooks of the user's Keras callbacks inside fit; fit runs once per epoch, so their train
+    and epoch hooks are fired by the run loop instead (with the validation metrics)."""
+
+    def __init__(self, callbacks: list):
+        super().__init__()
+        self.callbacks = callbacks
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+
+
 @contextlib.contextmanager
 def dtype_policy(precision: str):
     """Layers built inside take the precision's Keras policy; the global policy is put back after."""
@@ -319,11 +336,15 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
+        adapt=None,
     ):
         self.spec, self.config, self.total_steps, self.runtime = spec, config, total_steps, runtime
         self.world, self.impl = runtime.world, spec.impl("keras")
+        self.callbacks: list = []  # the user's keras.callbacks.Callback objects (use_callbacks)
         with runtime.scope(), dtype_policy(precision):
             self.model = spec.build("keras", config)
+            if adapt is not None:  # fine-tuning (shared/train/finetune.py): --init weights, --freeze
+                adapt(self.model)  # trainable flags set before compile
             if sync_bn and runtime.replicas > 1:
                 synchronize_batch_norm(self.model)
             self.optimizer = make_optimizer(config)
@@ -397,9 +418,16 @@ class Session:
             epochs=1,
             verbose=1 if progress and self.world.is_main else 0,
             shuffle=False,
-            callbacks=[callback],
+            callbacks=[callback, _BatchHooks(self.callbacks)] if self.callbacks else [callback],
         )
         return float(np.mean(callback.losses))
+
+    def use_callbacks(self, callbacks: list) -> None:
+        """The user's keras.callbacks.Callback objects: self.model is the trained keras.Model; their batch
+        hooks run inside every epoch's fit (run.py fires their epoch and train hooks, shared/train/callbacks.py)."""
+        for callback in callbacks:
+            callback.set_model(self.module)
+        self.callbacks.extend(callbacks)
 
     def barrier(self) -> None:
         """Workers meet in the next collective step; nothing to wait for here."""

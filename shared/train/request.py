@@ -15,7 +15,8 @@ from pathlib import Path
 from shared.data import available
 from shared.errors import UserError
 from shared.recipe import config_from_dict, config_to_dict
-from shared.train import snapshot
+from shared.train import finetune, snapshot
+from shared.train.callbacks import CallbackList, check_monitor, parse_early_stop
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SNAPSHOT_EVERY = 200  # optimizer steps between snapshots (and one at every epoch end)
@@ -38,6 +39,13 @@ class RunSettings:
                     statistics over the global batch; deterministic: deterministic kernels.
     resume:         continue `out` from its last snapshot (a run its launcher restarted resumes by itself).
     snapshot_every: optimizer steps between exact-resume snapshots (0: only at epoch ends).
+    early_stop:     "METRIC[:patience=N][:min_delta=X][:mode=min|max][:restore_best=true]" (callbacks.py).
+    keep:           "best" (checkpoint/ = the best epoch by --early-stop's metric, else the task's primary
+                    validation metric; last/ = the last epoch) or "last" (checkpoint/ = the last epoch).
+    init:           fine-tune from a checkpoint folder, a store URL or a safetensors file (finetune.py).
+    freeze:         canonical-name prefixes of the parameters not trained (and their BatchNorm frozen).
+    recipe:         the spec's named recipe the config came from (recorded in meta.json).
+    callbacks:      callback objects (shared/train/callbacks.py; Keras callbacks for the Keras trainer).
     """
 
     fw: str
@@ -56,6 +64,15 @@ class RunSettings:
     deterministic: bool = False
     resume: bool = False
     snapshot_every: int = SNAPSHOT_EVERY
+    early_stop: str | None = None
+    keep: str = "best"
+    init: str | None = None
+    freeze: tuple = ()
+    recipe: str | None = None
+    callbacks: tuple = ()
+
+
+KEEP = ("best", "last")
 
 
 MARKER = "run.json"  # written first into every run folder: what --overwrite may replace
@@ -112,6 +129,13 @@ def check_request(
     out, data = Path(settings.out), settings.data
     if settings.precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; found {settings.precision!r}")
+    CallbackList(settings.callbacks, settings.fw)  # a Keras callback in a torch run, a non-callback: refused
+    if settings.keep not in KEEP:
+        raise UserError(f"--keep must be best or last; found {settings.keep!r}")
+    if settings.early_stop:
+        check_monitor(spec, parse_early_stop(settings.early_stop)["monitor"], "--early-stop")
+    if settings.init and not settings.resume:
+        finetune.read_source(settings.init, spec)  # a pickle, another model's checkpoint: refused here
     known = available()
     if data not in known and data.partition("@")[0] not in known and data.partition(":")[0] not in known:
         raise UserError(f"unknown dataset {data!r}: expected one of {', '.join(known)}")

@@ -186,10 +186,13 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
+        adapt=None,
     ):
         self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
         self.precision, self.impl = precision, spec.impl("torch")
         self.model = spec.build("torch", config).to(self.device)
+        if adapt is not None:  # fine-tuning (shared/train/finetune.py): --init weights, --freeze
+            adapt(self.model)  # before DDP and the optimizer, which takes the requires_grad parameters
         if self.device.type == "cuda" and torch_input.is_convolutional(self.model):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.read_every = 1 if self.device.type == "cpu" else READ_EVERY

@@ -1,6 +1,6 @@
 """bio/danq's registration with the zoo's harness (task, data, smoke recipe, checks beyond tier 1)."""
 
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, TrainingRecipe
 
 from .checks import reverse_complement_checks
 from .config import Config
@@ -27,5 +27,15 @@ SPEC = ModelSpec(
     bad_configs=(
         ({"length_policy": "pad"}, "length_policy must be one of error, center, start; found 'pad'"),
         ({"sequence_length": 24}, "too short for conv_kernel 13 and pool_size 13: it needs at least 25"),
+    ),
+    heads=("classifier",),
+    recipes=(
+        TrainingRecipe(
+            "motifs",
+            "The card's Results: the default Config (4 epochs) on the generated planted-motif sequences.",
+            data="motifs",
+            metric="auroc",
+            expect=0.97,
+        ),
     ),
 )

@@ -1,6 +1,6 @@
 """The zoo's registration of driving/perception (task, dataset, smoke recipe); the model never imports it."""
 
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, TrainingRecipe
 
 from .config import Config
 
@@ -27,5 +27,21 @@ SPEC = ModelSpec(
         ({"stage_blocks": (1,)}, "stage_blocks needs >= 2 stages"),
         ({"steering_hidden": ()}, "steering_hidden needs >= 1 layer"),
         ({"steering_loss_weight": -1.0}, "steering_loss_weight must be >= 0"),
+    ),
+    heads=("classifier",),
+    recipes=(
+        TrainingRecipe(
+            "roads",
+            "The card's Results: the default Config (64x128, 5 epochs) on the generated road scenes.",
+            data="roads",
+            metric="miou",
+            expect=0.9,
+        ),
+        TrainingRecipe(
+            "roads-48x96",
+            "Another image size and scene count, as the card's data section describes.",
+            config={"image_height": 48, "image_width": 96},
+            data="roads:48x96,train=2000",
+        ),
     ),
 )

@@ -4,7 +4,7 @@ The model itself (config.py, torch_impl.py, keras_impl.py, weights.py) never imp
 """
 
 from shared.crosscheck_decoding import decoding_checks
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, TrainingRecipe
 
 from .config import Config
 
@@ -32,5 +32,43 @@ SPEC = ModelSpec(
         ({"pad_id": 1}, "pad_id must be 0"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"decoding": "sample"}, "decoding must be 'greedy' or 'beam'"),
+    ),
+    heads=("src_embed", "tgt_embed"),
+    recipes=(
+        TrainingRecipe(
+            "numbers-en-fr",
+            "The card's Results: the default Config (3 epochs, greedy decoding) on numbers in words.",
+            data="numbers-en-fr",
+            metric="bleu",
+            expect=99.0,
+        ),
+        TrainingRecipe(
+            "multi30k",
+            "The card's Multi30k recipe (English -> German), sized like published small Transformers "
+            "for one GPU; not run here.",
+            config={
+                "epochs": 30,
+                "batch_size": 128,
+                "lr": 7e-4,
+                "src_vocab_size": 8000,
+                "tgt_vocab_size": 8000,
+                "max_src_len": 64,
+                "max_tgt_len": 64,
+                "d_model": 256,
+                "num_heads": 8,
+                "num_encoder_layers": 3,
+                "num_decoder_layers": 3,
+                "ffn_dim": 1024,
+                "dropout": 0.1,
+                "norm_first": True,
+                "warmup_steps": 2000,
+                "decoding": "beam",
+                "beam_size": 5,
+                "length_penalty": 0.6,
+            },
+            data="hub:bentrevett/multi30k",
+            metric="bleu",
+            device="gpu",
+        ),
     ),
 )

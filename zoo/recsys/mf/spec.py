@@ -1,7 +1,7 @@
 """recsys/mf's registration with the zoo's harness (task, data, smoke recipe, checks beyond tier 1)."""
 
 from zoo.recsys.sparse_checks import extra_checks
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, TrainingRecipe
 
 from .config import Config
 
@@ -19,5 +19,29 @@ SPEC = ModelSpec(
         ({"rating_min": 5.0, "rating_max": 1.0}, "rating_min must be below rating_max"),
         ({"init_std": -0.1}, "l2_factors, l2_biases and init_std must be >= 0"),
         ({"sparse_embeddings": True}, "sparse_embeddings=true needs plain SGD"),
+    ),
+    heads=(),
+    recipes=(
+        TrainingRecipe(
+            "planted-ratings",
+            "The card's Results: the default Config (10 epochs) on the generated ratings.",
+            data="planted-ratings",
+            metric="rmse",
+            expect=0.28,
+        ),
+        TrainingRecipe(
+            "movielens-1m",
+            "The card's MovieLens 1M command (local files, not redistributed: --data movielens:/your/ml-1m); "
+            "not run here.",
+            config={
+                "num_users": 6040,
+                "num_items": 3706,
+                "num_factors": 64,
+                "l2_factors": 0.02,
+                "l2_biases": 0.02,
+            },
+            data="movielens:/data/ml-1m",
+            metric="rmse",
+        ),
     ),
 )

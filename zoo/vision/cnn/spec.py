@@ -1,6 +1,6 @@
 """The zoo's registration of vision/cnn (task, dataset, smoke recipe); the model files never import it."""
 
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, TrainingRecipe
 
 from .config import Config
 
@@ -17,5 +17,15 @@ SPEC = ModelSpec(
         ({"stem": "deep"}, "stem must be 'imagenet' or 'small'"),
         ({"num_classes": 1}, "num_classes >= 2"),
         ({"stem": "imagenet", "image_size": 28}, "image_size 28 is below 32 for the imagenet stem"),
+    ),
+    heads=("fc",),
+    recipes=(
+        TrainingRecipe(
+            "mnist-5k",
+            "The card's Results row: ResNet-18 (width 32, small stem), 3 epochs on the embedded MNIST subset.",
+            data="mnist-5k",
+            metric="accuracy",
+            expect=0.98,
+        ),
     ),
 )
