@@ -48,6 +48,7 @@ from pathlib import Path
 import _path  # noqa: F401
 
 from shared.cli import Parser, check_fw, main_wrapper, positive_int
+from shared.data.iterator import BatchIterator
 from shared.errors import UserError
 from shared.markdown import replace_block
 from shared.models import get_spec
@@ -114,8 +115,6 @@ _POOLS: dict = {}
 def pool_iterator(spec, config, batch_size: int, steps: int):
     """A BatchIterator of synthetic examples holding `steps` batches (fewer where that would pass
     POOL_BYTES); returns (iterator, its batches per epoch)."""
-    from shared.data.iterator import BatchIterator
-
     key = (spec.name, repr(config), batch_size, steps)
     if key not in _POOLS:  # one pool per config: the precisions measured after each other share it
         _POOLS.clear()
