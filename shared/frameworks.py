@@ -158,7 +158,9 @@ def choose_keras_backend(requested: str | None, gpus: int = 0, env=None) -> str:
         raise UserError(f"{where} must be one of {', '.join(KERAS_BACKENDS)}; found {name!r}")
     if not installed(name):
         extra = ' (GPUs: pip install -e ".[gpu]", docs/SCALING.md)' if name == "jax" else ""
-        raise UserError(f"the Keras backend {name} is not installed{extra}; pick another with --keras-backend")
+        raise UserError(
+            f"the Keras backend {name} is not installed{extra}; pick another with --keras-backend"
+        )
     return name
 
 

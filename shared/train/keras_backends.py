@@ -36,7 +36,9 @@ def setup(gpus: int, cpu_replicas: int, precision: str, deterministic: bool):
             "pass --keras-backend tensorflow, or train on one node"
         )
     if deterministic and "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+        os.environ["XLA_FLAGS"] = (
+            f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+        )
     if not gpus:
         jax.config.update("jax_platforms", "cpu")  # a GPU machine trains on the CPU when asked to
         found = _devices("cpu")

@@ -219,7 +219,9 @@ def setup(
         replicas = strategy.num_replicas_in_sync
     else:
         replicas = len(distribution.device_mesh.devices.flatten()) if distribution is not None else 1
-    return Runtime("gpu" if gpus else "cpu", world, strategy, replicas, backend=backend, distribution=distribution)
+    return Runtime(
+        "gpu" if gpus else "cpu", world, strategy, replicas, backend=backend, distribution=distribution
+    )
 
 
 def make_optimizer(config, learning_rate=None) -> keras.optimizers.Optimizer:
@@ -396,10 +398,11 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
-        sync_every: int = 0,
+        sync_every: int = 1,
     ):
-        """sync_every: on_step sees the session's state after step s whenever (s + 1) % sync_every == 0
-        (a run's snapshot cadence); 0: only at epoch ends and every READ_EVERY steps."""
+        """sync_every: on_step sees the session's state after step s whenever (s + 1) % sync_every == 0;
+        1 (the default): after every step; 0: only at epoch ends (and every READ_EVERY steps, later).
+        tools/train.py's runs set it to their snapshot cadence (shared/train/run.py)."""
         self.spec, self.config, self.total_steps, self.runtime = spec, config, total_steps, runtime
         self.world, self.impl = runtime.world, spec.impl("keras")
         with runtime.scope(), dtype_policy(precision):
