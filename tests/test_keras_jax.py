@@ -148,3 +148,24 @@ def test_jax_is_importable_beside_torch():
     for order in (("torch", "jax"), ("jax", "torch")):
         proc = run_tool("-c", code.format(*order), cwd=ROOT, env={"OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0 and len(proc.stdout.split()) == 2, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "inverse_sqrt", "constant"])
+def test_keras_schedule_gives_torch_lambda_lr_every_step(schedule, frameworks):
+    """The Keras trainer's lr, read from the optimizer's step counter inside the step, is what torch's
+    LambdaLR gives at every step (float32 rounding of the same value)."""
+    keras, torch = frameworks
+    from shared.train.keras_trainer import PerStepSchedule
+    from shared.train.schedule import lr_at
+
+    spec = registry.get("vision/cnn")
+    config = spec.config(schedule=schedule, warmup_steps=3, lr=0.1)
+    total = 17
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(config, s, total) / config.lr)
+    ours = PerStepSchedule(config, total)
+    for step in range(total + 2):  # past the end: the last rate holds, as nothing trains there
+        theirs = optimizer.param_groups[0]["lr"] if step < total else lr_at(config, total - 1, total)
+        assert float(keras.ops.convert_to_numpy(ours(step))) == pytest.approx(theirs, rel=1e-7), step
+        optimizer.step()
+        lambda_lr.step()
