@@ -134,6 +134,10 @@ def build_float64(spec, config):
     """Both twins in float64: a torch .double() model and a Keras model built under floatx float64."""
     import keras
 
+    if keras.backend.backend() == "jax":  # JAX truncates float64 to float32 unless x64 is on (process-wide)
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     previous = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")  # the global policy is cached: floatx alone is not enough

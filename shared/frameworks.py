@@ -130,3 +130,53 @@ def quiet_native_imports() -> None:
         isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path
     ):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+# Keras' backend: fixed per process when keras is first imported, so it is chosen (framework-free) first.
+KERAS_BACKENDS = ("jax", "tensorflow", "torch")
+# The backend `--fw keras` trains on when none is named: on GPUs the fastest whose CUDA libraries live beside
+# torch's CUDA 13 stack (JAX ran the ResNet-18 twin 3-4x faster than the PyTorch backend on an H100; the
+# locked TensorFlow is built for CUDA 12 and sees no GPU there); on the CPU TensorFlow, as before.
+GPU_BACKEND_ORDER = ("jax", "torch")
+CPU_BACKEND_ORDER = ("tensorflow", "jax", "torch")
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def choose_keras_backend(requested: str | None, gpus: int = 0, env=None) -> str:
+    """The Keras backend of a run: `requested` (a --keras-backend flag), else KERAS_BACKEND, else the first
+    installed of GPU_BACKEND_ORDER (gpus > 0) or CPU_BACKEND_ORDER. UserError when it cannot load here."""
+    env = os.environ if env is None else env
+    name = requested or env.get("KERAS_BACKEND") or None
+    if name is None:
+        order = GPU_BACKEND_ORDER if gpus else CPU_BACKEND_ORDER
+        name = next((b for b in order if installed(b)), order[0])
+    where = "--keras-backend" if requested else "KERAS_BACKEND"
+    if name not in KERAS_BACKENDS:
+        raise UserError(f"{where} must be one of {', '.join(KERAS_BACKENDS)}; found {name!r}")
+    if not installed(name):
+        extra = ' (GPUs: pip install -e ".[gpu]", docs/SCALING.md)' if name == "jax" else ""
+        raise UserError(
+            f"the Keras backend {name} is not installed{extra}; pick another with --keras-backend"
+        )
+    return name
+
+
+def set_keras_backend(name: str, cpu_devices: int = 1) -> None:
+    """Fix this process's Keras backend before keras is imported; for JAX on the CPU, split the host into
+    `cpu_devices` XLA devices (data parallel on the CPU), which must happen before jax loads."""
+    loaded = sys.modules.get("keras")
+    if loaded is not None and loaded.backend.backend() != name:
+        raise UserError(
+            f"Keras was already loaded with the {loaded.backend.backend()} backend in this process; "
+            f"start a new process for {name} (tools/train.py does)"
+        )
+    os.environ["KERAS_BACKEND"] = name
+    if name == "jax" and cpu_devices > 1:
+        flag = f"--xla_force_host_platform_device_count={cpu_devices}"
+        if "jax" in sys.modules:
+            raise UserError(f"{flag}: JAX was loaded in this process before the CPU could be split")
+        kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f]
+        os.environ["XLA_FLAGS"] = " ".join([*kept, flag])

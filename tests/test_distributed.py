@@ -210,7 +210,8 @@ def test_global_batch_norm_is_batch_norm_of_the_whole_batch(tmp_path, frameworks
     "fw,args,needles",
     [
         ("torch", ["--gpus", "2"], ["--gpus 2", "torch finds 0 on this machine", "--cpu-replicas N"]),
-        ("keras", ["--gpus", "2"], ["--gpus 2", "TensorFlow finds 0 on this machine", "--cpu-replicas N"]),
+        # --gpus N defaults Keras to its JAX backend (shared/frameworks.py)
+        ("keras", ["--gpus", "2"], ["--gpus 2", "JAX finds 0 on this machine", "--cpu-replicas N"]),
         ("torch", ["--gpus", "1", "--cpu-replicas", "2"], ["exclude each other"]),
         ("keras", ["--cpu-replicas", "0"], ["--cpu-replicas must be >= 1"]),
         (

@@ -2,6 +2,7 @@
 
     python tools/train.py zoo/vision/cnn --fw torch --epochs 3 --out runs/cnn-torch
     python tools/train.py zoo/nlp/seq2seq --fw keras --gpus 2                 # 2 GPUs, global batch split in 2
+    python tools/train.py zoo/vision/cnn --fw keras --keras-backend jax --cpu-replicas 2
     python tools/train.py zoo/vision/cnn --fw torch --cpu-replicas 2          # data parallel on the CPU
     python tools/train.py zoo/vision/cnn --fw torch --gpus 8 --nnodes 2 --node-rank 0 --master-addr node0
     python tools/train.py zoo/vision/cnn --fw torch --resume runs/cnn-torch   # continue from the last snapshot
@@ -11,7 +12,8 @@
     python tools/train.py zoo/vision/cnn --list-recipes                        # named recipes of the spec
     python tools/train.py zoo/vision/cnn --fw torch --recipe mnist-5k          # reproduce a card's row
 
---batch-size is the global batch in both frameworks (see docs/SCALING.md).
+--batch-size is the global batch in both frameworks (see docs/SCALING.md). Keras' backend: --keras-backend,
+else KERAS_BACKEND, else JAX with --gpus N and TensorFlow on the CPU (shared/frameworks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import _path  # noqa: F401
 
 from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.errors import UserError
+from shared.frameworks import choose_keras_backend, set_keras_backend
 from shared.models import get_spec
 from shared.recipe import parse_set_flags
 from shared.train import launch, recipes, run, snapshot
@@ -112,6 +115,11 @@ def build_parser() -> Parser:
         default=0,
         help="restart failed workers up to K times; they resume from the last snapshot",
     )
+    scale.add_argument(
+        "--keras-backend",
+        help="--fw keras: jax, tensorflow or torch (default: KERAS_BACKEND, else jax with --gpus, "
+        "tensorflow on the CPU)",
+    )
     scale.add_argument("--precision", default="fp32", help="fp32 (default), bf16, or fp16 (GPU only)")
     scale.add_argument("--compile", action="store_true", help="torch.compile / Keras jit_compile (XLA)")
     scale.add_argument(
@@ -152,6 +160,11 @@ def main(argv=None) -> int:
         max_restarts=args.max_restarts,
     )
     scaling.validate()
+    if fw == "keras":  # before anything imports keras: the backend is fixed when it loads
+        backend = choose_keras_backend(args.keras_backend, scaling.gpus)
+        set_keras_backend(backend, cpu_devices=1 if scaling.gpus else scaling.cpu_replicas)
+    elif args.keras_backend:
+        raise UserError(f"--keras-backend {args.keras_backend} is for --fw keras; drop it for --fw {fw}")
     spec = get_spec(args.model)
     config, settings = request(spec, fw, args)
     code = launch.start(spec, config, settings, scaling, str(Path(__file__).resolve()), argv)

@@ -4,16 +4,27 @@ Two optimizers are written in torch's formulation so that one step is the same s
 Adam(W) puts epsilon outside the bias correction of the second moment (Keras puts it inside), and
 SGD with momentum accumulates gradients, not lr-scaled gradients (the two differ once the lr changes).
 
-Data parallel runs on the TensorFlow backend through tf.distribute: MirroredStrategy over N GPUs or N
-logical CPU devices, MultiWorkerMirroredStrategy across nodes (TF_CONFIG). Each replica receives its
-slice of every global batch from the framework-free iterator, the slices torch's ranks receive.
-Mixed precision is a Keras dtype policy (fp16 adds Keras' LossScaleOptimizer); --compile is jit_compile.
+Backends (fixed per process; tools/train.py picks one before keras loads, shared/frameworks.py):
+- JAX: one GPU, or data parallel over N GPUs or N XLA CPU devices with keras.distribution.DataParallel
+  (shared/train/keras_backends.py); always jit-compiled.
+- TensorFlow: tf.distribute, MirroredStrategy over N GPUs or N logical CPU devices,
+  MultiWorkerMirroredStrategy across nodes (TF_CONFIG).
+- PyTorch: one replica.
+Each replica receives its slice of every global batch from the framework-free iterator, the slices torch's
+ranks receive. Mixed precision is a Keras dtype policy (fp16 adds Keras' LossScaleOptimizer); --compile is
+jit_compile (the JAX backend compiles either way).
+
+The learning rate is a LearningRateSchedule read from the optimizer's step counter (the values torch's
+LambdaLR gives), and each step's loss is read off the main thread; on_step gets the losses every READ_EVERY steps, at
+every multiple of Session.sync_every (a snapshot sees the state after its step) and at the epoch's end, so
+that the host does not wait for the device at every step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 
 import keras
@@ -23,11 +34,28 @@ from keras import ops
 from shared.data.iterator import BatchIterator
 from shared.data.keras_data import EpochBatches, to_tensors
 from shared.errors import UserError
-from shared.frameworks import native_logs_quiet
+from shared.frameworks import KERAS_BACKENDS, native_logs_quiet
 from shared.train.distributed import World, restart_count, tf_config_world
 from shared.train.schedule import lr_at
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+READ_EVERY = 32  # steps between reads of the losses from the device (a host sync)
+
+
+class PerStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """lr_at(config, step, total_steps) for the optimizer's step counter: the table of every step's rate
+    (torch's LambdaLR evaluates the same function), looked up inside the compiled step."""
+
+    def __init__(self, config, total_steps: int):
+        self.config, self.total_steps = config, total_steps
+        self.table = np.array([lr_at(config, s, total_steps) for s in range(max(total_steps, 1))], np.float32)
+
+    def __call__(self, step):
+        index = ops.clip(ops.cast(step, "int32"), 0, len(self.table) - 1)
+        return ops.take(ops.convert_to_tensor(self.table), index)
+
+    def get_config(self):
+        return {"total_steps": self.total_steps}
 
 
 class TorchStyleAdamW(keras.optimizers.AdamW):
@@ -63,17 +91,21 @@ class TorchStyleSGD(keras.optimizers.SGD):
 
 @dataclass
 class Runtime:
-    """What setup() found: the device kind, this process among the workers, and the tf.distribute
-    strategy when there is more than one replica (None otherwise)."""
+    """What setup() found: the device kind, this process among the workers, the Keras backend, and when
+    there is more than one replica the tf.distribute strategy (TensorFlow) or the Keras distribution (JAX)."""
 
     device: str  # "cpu" | "gpu"
     world: World  # processes: one per node
     strategy: object | None = None
     replicas: int = 1  # replicas over all nodes
     shard: tuple[int, int] = (0, 1)  # the run loop's iterator is global: the strategy splits each batch
+    backend: str = "tensorflow"
+    distribution: object | None = None
 
     def scope(self):
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        if self.strategy is not None:
+            return self.strategy.scope()
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
 
 
 def _setup_tensorflow(gpus: int, cpu_replicas: int, threads: int | None, precision: str, deterministic: bool):
@@ -150,9 +182,14 @@ def setup(
             "--precision fp16 is for GPUs (CPUs have no fast float16 arithmetic, and fp16 needs "
             "loss scaling); on the CPU use --precision bf16 or fp32"
         )
-    if keras.backend.backend() == "tensorflow":
+    backend, strategy, distribution = keras.backend.backend(), None, None
+    if backend == "tensorflow":
         strategy, world = _setup_tensorflow(gpus, cpu_replicas, threads, precision, deterministic)
-    elif keras.backend.backend() == "torch":
+    elif backend == "jax":
+        from shared.train import keras_backends
+
+        distribution, world = keras_backends.setup(gpus, cpu_replicas, precision, deterministic)
+    elif backend == "torch":
         import torch
 
         found = torch.cuda.device_count()
@@ -163,29 +200,38 @@ def setup(
             )
         if gpus > 1 or cpu_replicas > 1:
             raise UserError(
-                "Keras on the PyTorch backend trains one replica; for data parallel use the TensorFlow "
-                "backend (KERAS_BACKEND=tensorflow) or --fw torch"
+                "Keras on the PyTorch backend trains one replica; for data parallel use --keras-backend "
+                "jax (or tensorflow), or --fw torch"
             )
+        if threads:
+            torch.set_num_threads(threads)
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-        strategy, world = None, World(restart=restart_count())
+        world = World(restart=restart_count())
     else:
         raise UserError(
-            f"the Keras backend {keras.backend.backend()!r} is not supported; use tensorflow or torch"
+            f"the Keras backend {backend!r} is not supported; use one of {', '.join(KERAS_BACKENDS)}"
         )
     keras.utils.set_random_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    return Runtime("gpu" if gpus else "cpu", world, strategy, replicas)
+    if strategy is not None:
+        replicas = strategy.num_replicas_in_sync
+    else:
+        replicas = len(distribution.device_mesh.devices.flatten()) if distribution is not None else 1
+    return Runtime(
+        "gpu" if gpus else "cpu", world, strategy, replicas, backend=backend, distribution=distribution
+    )
 
 
-def make_optimizer(config) -> keras.optimizers.Optimizer:
+def make_optimizer(config, learning_rate=None) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer at config.lr, or at `learning_rate` (a float or a LearningRateSchedule)."""
     clip = {"global_clipnorm": config.grad_clip_norm} if config.grad_clip_norm > 0 else {}
+    lr = config.lr if learning_rate is None else learning_rate
     if config.optimizer == "sgd":
-        return TorchStyleSGD(learning_rate=config.lr, momentum=config.sgd_momentum, **clip)
+        return TorchStyleSGD(learning_rate=lr, momentum=config.sgd_momentum, **clip)
     return TorchStyleAdamW(
-        learning_rate=config.lr,
+        learning_rate=lr,
         beta_1=config.adam_beta1,
         beta_2=config.adam_beta2,
         epsilon=config.adam_epsilon,
@@ -197,9 +243,10 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
 class TrainModule(keras.Model):
     """Wraps a twin so that fit() feeds it whole batch dicts and scores it with the twin's compute_loss.
 
-    Under tf.distribute each replica's loss is divided by the number of replicas: the strategy sums the
-    replicas' gradients, so the update is the gradient of the global batch's mean loss (torch's DDP
-    averages instead; the step is the same). Half-precision outputs are cast to float32 before the loss
+    Under tf.distribute each replica's loss is divided by the number of replicas (pass `replicas`): the
+    strategy sums the replicas' gradients, so the update is the gradient of the global batch's mean loss
+    (torch's DDP averages instead; the step is the same). JAX's DataParallel computes the global batch's
+    loss itself (replicas=1). Half-precision outputs are cast to float32 before the loss
     (mixed precision); float32 and float64 outputs are left as they are.
     """
 
@@ -215,7 +262,7 @@ class TrainModule(keras.Model):
         """Keras 3.15 builds on the first distributed batch reduced as one nested structure, which
         MultiWorkerMirroredStrategy.reduce refuses (a dict is not a tensor). Building needs only shapes:
         take this worker's first replica's slice instead (no collective)."""
-        strategy = self._distribute_strategy
+        strategy = getattr(self, "_distribute_strategy", None)
         if strategy is None or iterator is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
@@ -225,8 +272,8 @@ class TrainModule(keras.Model):
         with strategy.scope():
             self._symbolic_build(data_batch=local)
 
-    def train_step(self, data):
-        logs = super().train_step(data)
+    def train_step(self, *args):  # (data) on TensorFlow and PyTorch, (state, data) on JAX
+        logs = super().train_step(*args)
         if self.multi_worker:  # Keras 3.15 reduces logs across workers with axis=0: give them that axis
             logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
         return logs
@@ -246,7 +293,11 @@ def loss_and_grads(impl, model: keras.Model, batch: dict, config) -> tuple[float
     """Train-mode loss and gradients per Keras variable path on one numpy batch."""
     tensors = to_tensors(batch)
     variables = model.trainable_variables
-    if keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "jax":
+        from shared.train import keras_backends
+
+        loss, grads = keras_backends.loss_and_grads(impl, model, tensors, config)
+    elif keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -260,7 +311,8 @@ def loss_and_grads(impl, model: keras.Model, batch: dict, config) -> tuple[float
         grads = [v.value.grad for v in variables]
     else:
         raise UserError(
-            f"gradients on the {keras.backend.backend()} backend are not supported; use tensorflow or torch"
+            f"gradients on the {keras.backend.backend()} backend are not supported; "
+            f"use one of {', '.join(KERAS_BACKENDS)}"
         )
     return float(ops.convert_to_numpy(loss)), {
         v.path: np.asarray(ops.convert_to_numpy(g)) for v, g in zip(variables, grads) if g is not None
@@ -268,26 +320,53 @@ def loss_and_grads(impl, model: keras.Model, batch: dict, config) -> tuple[float
 
 
 class _StepCallback(keras.callbacks.Callback):
-    """Sets the learning rate before every step (the same function torch's LambdaLR reads) and reports
-    each step's loss (Keras logs a running mean; the step's own loss is recovered from it)."""
+    """Reports each step's loss and learning rate to on_step without making the host wait for every step.
+
+    Keras logs a running mean of the loss; the step's own loss is recovered from consecutive means. The
+    means are read off the main thread (async_safe: Keras then dispatches every batch-end callback to a
+    thread, where the device value is converted), and on_step runs on the main thread before a step:
+    every READ_EVERY steps, before the step after each multiple of session.sync_every (the model's
+    variables then hold that step's state, for a snapshot) and at the epoch's end. The learning rate is the
+    optimizer's schedule; the same lr_at value is reported."""
+
+    async_safe = True  # on_train_batch_end only records
 
     def __init__(self, session, on_step):
         super().__init__()
         self.session, self.on_step, self.previous_mean, self.losses = session, on_step, 0.0, []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        s = self.session
-        s.lr = lr_at(s.config, s.step, s.total_steps)
-        s.optimizer.learning_rate.assign(s.lr)
+        self.means, self.recorded = {}, threading.Condition()  # batch -> running mean, from Keras' thread
+        self.reported = 0  # batches of this fit already given to on_step
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])
-        loss = (batch + 1) * mean - batch * self.previous_mean
-        self.previous_mean = mean
-        self.losses.append(loss)
-        self.session.step += 1
-        if self.on_step:
-            self.on_step(self.session.step - 1, loss, self.session.lr)
+        with self.recorded:
+            self.means[batch] = float(logs["loss"])
+            self.recorded.notify_all()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pending, every = batch - self.reported, self.session.sync_every
+        if pending >= READ_EVERY or (pending and every and (self.session.step + pending) % every == 0):
+            self.report(batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.report(max(self.means, default=-1) + 1)
+
+    def report(self, upto: int) -> None:
+        """on_step for batches [reported, upto), once Keras' thread has recorded them."""
+        with self.recorded:
+            self.recorded.wait_for(lambda: all(b in self.means for b in range(self.reported, upto)))
+        if hasattr(self.model, "jax_state_sync"):  # JAX keeps the state out of the variables during fit
+            self.model.jax_state_sync()
+        s = self.session
+        for batch in range(self.reported, upto):
+            mean = self.means.pop(batch)
+            loss = (batch + 1) * mean - batch * self.previous_mean
+            self.previous_mean = mean
+            self.losses.append(loss)
+            s.lr = lr_at(s.config, s.step, s.total_steps)
+            s.step += 1
+            self.reported = batch + 1
+            if self.on_step:
+                self.on_step(s.step - 1, loss, s.lr)
 
 
 class _BatchHooks(keras.callbacks.Callback):
@@ -337,7 +416,11 @@ class Session:
         compile: bool = False,
         sync_bn: bool = False,
         adapt=None,
+        sync_every: int = 1,
     ):
+        """sync_every: on_step sees the session's state after step s whenever (s + 1) % sync_every == 0;
+        1 (the default): after every step; 0: only at epoch ends (and every READ_EVERY steps, later).
+        tools/train.py's runs set it to their snapshot cadence (shared/train/run.py)."""
         self.spec, self.config, self.total_steps, self.runtime = spec, config, total_steps, runtime
         self.world, self.impl = runtime.world, spec.impl("keras")
         self.callbacks: list = []  # the user's keras.callbacks.Callback objects (use_callbacks)
@@ -345,20 +428,20 @@ class Session:
             self.model = spec.build("keras", config)
             if adapt is not None:  # fine-tuning (shared/train/finetune.py): --init weights, --freeze
                 adapt(self.model)  # trainable flags set before compile
-            if sync_bn and runtime.replicas > 1:
+            if sync_bn and runtime.strategy is not None:  # JAX's DataParallel: always the global batch
                 synchronize_batch_norm(self.model)
-            self.optimizer = make_optimizer(config)
+            self.optimizer = make_optimizer(config, PerStepSchedule(config, total_steps))
             self.module = TrainModule(
                 self.model,
                 self.impl,
                 config,
-                replicas=runtime.replicas,
+                replicas=runtime.replicas if runtime.strategy is not None else 1,
                 multi_worker=runtime.world.distributed,
             )
-            self.module.compile(
-                optimizer=self.optimizer, jit_compile=compile
-            )  # fp16 wraps a LossScaleOptimizer
-        self.step, self.lr = 0, config.lr
+            self.module.compile(  # fp16 wraps a LossScaleOptimizer
+                optimizer=self.optimizer, jit_compile=compile or runtime.backend == "jax"
+            )
+        self.step, self.lr, self.sync_every = 0, lr_at(config, 0, total_steps), sync_every
 
     def build_optimizer(self) -> None:
         """Create the optimizer's variables now (fit would create them at its first step)."""
@@ -413,13 +496,14 @@ class Session:
         else:
             data = EpochBatches(list(iterator.batches(epoch, start)))
         callback = _StepCallback(self, on_step)
-        self.module.fit(
-            data,
-            epochs=1,
-            verbose=1 if progress and self.world.is_main else 0,
-            shuffle=False,
-            callbacks=[callback, _BatchHooks(self.callbacks)] if self.callbacks else [callback],
-        )
+        with self.runtime.scope():
+            self.module.fit(
+                data,
+                epochs=1,
+                verbose=1 if progress and self.world.is_main else 0,
+                shuffle=False,
+                callbacks=[callback, _BatchHooks(self.callbacks)] if self.callbacks else [callback],
+            )
         return float(np.mean(callback.losses))
 
     def use_callbacks(self, callbacks: list) -> None:

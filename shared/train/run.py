@@ -196,6 +196,7 @@ def prepare(spec, config, settings: RunSettings) -> Run:
     )
     if settings.snapshot_every and hasattr(session, "read_every"):  # losses read where snapshots are taken
         session.read_every = math.gcd(session.read_every, settings.snapshot_every)
+    session.sync_every = settings.snapshot_every  # steps at which on_step sees the state after the step
     resumer = importlib.import_module(f"shared.train.{settings.fw}_resume")
 
     # Where the run stands: a fresh run starts at epoch 0, batch 0; a resumed one where its snapshot was taken.
@@ -486,6 +487,7 @@ def finish(run: Run) -> dict:
             "epoch_seconds": epoch_seconds,
             "device": str(run.runtime.device),
             "replicas": run.runtime.replicas,
+            "backend": getattr(run.runtime, "backend", fw),  # Keras' backend (torch: torch)
             "precision": settings.precision,
             "compile": settings.compile,
             "sync_bn": settings.sync_bn,
@@ -524,6 +526,7 @@ def finish(run: Run) -> dict:
         "run": str(out),
         "rank": 0,
         "replicas": run.runtime.replicas,
+        "backend": getattr(run.runtime, "backend", fw),
         "precision": settings.precision,
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

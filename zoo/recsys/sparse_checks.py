@@ -2,7 +2,8 @@
 
 With sparse_embeddings=True the torch twin's nn.Embedding returns sparse gradients, and the Keras twin on
 TensorFlow returns tf.IndexedSlices: both hold only the rows the batch touched (a repeated id's rows are
-summed). The checks compare them, in float64 as tier 1 compares gradients, on the touched rows and as
+summed). Keras' other backends have no sparse gradient type: there the Keras side is the dense table,
+compared on the rows torch's sparse gradient names and as a whole. The checks compare them, in float64 as tier 1 compares gradients, on the touched rows and as
 whole tables (zeros elsewhere, and against the dense torch twin), then take one float32 plain-SGD step
 through both trainers: the parameters must agree and every row the batch did not touch must be bitwise
 unchanged in both frameworks.
@@ -121,9 +122,13 @@ def to_dense(sparse: dict, shapes: dict) -> dict:
 def check_sparse_gradients(spec, config, torch_model, keras_model, batch) -> list[Check]:
     import keras
 
+    backend = keras.backend.backend()
+    keras_sparse = backend == "tensorflow"  # the one Keras backend with a sparse gradient type
     ids = table_ids(torch_model, batch)
     t_dense, t_sparse = torch_gradients(spec, torch_model, batch, config)
     k_dense, k_sparse = keras_gradients(spec, keras_model, batch, config)
+    if not keras_sparse:  # the dense Keras tables, read at the rows torch's sparse gradients hold
+        k_sparse = {n: (rows, k_dense.pop(n)[rows]) for n, (rows, _) in t_sparse.items() if n in k_dense}
     shapes = {n: tuple(p.shape) for n, p in torch_model.named_parameters()}
     not_sparse = sorted((set(ids) - set(t_sparse)) | (set(ids) - set(k_sparse)))
     wrong_rows = sorted(
@@ -160,8 +165,9 @@ def check_sparse_gradients(spec, config, torch_model, keras_model, batch) -> lis
             float(len(not_sparse)),
             0.0,
             not not_sparse,
-            f"torch sparse: {len(t_sparse)}/{len(ids)} tables; keras ({keras.backend.backend()}) IndexedSlices: "
-            f"{len(k_sparse)}/{len(ids)}" + (f"; dense: {', '.join(not_sparse)}" if not_sparse else ""),
+            f"torch sparse: {len(t_sparse)}/{len(ids)} tables; keras ({backend}) "
+            + (f"IndexedSlices: {len(k_sparse)}/{len(ids)}" if keras_sparse else "dense (no sparse type)")
+            + (f"; dense: {', '.join(not_sparse)}" if not_sparse else ""),
         ),
         Check(
             "sparse_grad_rows",
