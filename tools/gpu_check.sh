@@ -14,7 +14,7 @@
 #                                                  -> bench-resnet18-keras-jax.json, bench-resnet18-keras-torch.json
 #   small      every model's smoke config, torch and Keras (PyTorch, then JAX backend): plain loop and trainer,
 #              with the Keras / torch trainer ratio                         -> bench-small.json
-#   literal    `tools/train.py zoo/nlp/seq2seq --fw torch --gpus 1` and `--fw keras --gpus 1` exactly as
+#   literal    (run second: the mission's commands before the timings) `tools/train.py zoo/nlp/seq2seq --fw torch --gpus 1` and `--fw keras --gpus 1` exactly as
 #              written (KERAS_BACKEND as the caller set it, else the project's default) -> literal-*.log,
 #              literal.json (exit status, seconds, result.json)
 # Writes all of these into $OUT (default runs/gpu-check), with gpu_check.txt (everything printed) and
@@ -217,34 +217,12 @@ save()
 PYTHON
 fi
 
-if wants resnet18; then
-  section resnet18-torch 75 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision fp32,bf16 "${TIMING[@]}" \
-    --json "$OUT/bench-resnet18-torch.json"
-  section resnet18-torch-cl 30 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --channels-last \
-    --measure plain,peer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-cl.json"
-  if [ "$COMPILE" = 1 ]; then
-    section resnet18-torch-compile 80 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --compile \
-      --measure trainer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-compile.json"
-  else
-    echo "== [resnet18-torch-compile] left out of the CPU dry run (DRY_COMPILE=1 runs it)"
-  fi
-  section resnet18-keras-jax 70 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend jax \
-    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-jax.json"
-  section resnet18-keras-torch 60 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend torch \
-    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-torch.json"
-fi
-
-if wants small; then
-  section small 70 "${BENCH[@]}" all --smoke --fw torch,keras --keras-backend torch,jax --precision fp32 \
-    --measure plain,trainer "${SMALL_TIMING[@]}" --json "$OUT/bench-small.json"
-fi
-
 if wants literal; then
   for fw in torch keras; do
     folder="runs/nlp-seq2seq-$fw"  # the commands' default --out: replaced only when it is a run folder
     if [ -f "$folder/run.json" ] || [ -f "$folder/result.json" ]; then rm -rf "$folder"; fi
     t0=$SECONDS
-    section "literal-$fw" 50 "$PY" tools/train.py zoo/nlp/seq2seq --fw "$fw" --gpus "$GPU" "${LITERAL_EXTRA[@]}" \
+    section "literal-$fw" 80 "$PY" tools/train.py zoo/nlp/seq2seq --fw "$fw" --gpus "$GPU" "${LITERAL_EXTRA[@]}" \
       > "$OUT/literal-$fw.log" 2>&1
     tail -n 5 "$OUT/literal-$fw.log" | tr '\r' '\n' | tail -n 5
     "$PY" - "$OUT" "$fw" "$folder" "$((SECONDS - t0))" "$GPU" <<'PYTHON'
@@ -272,6 +250,29 @@ print(f"[literal] {command}: {row}")
 PYTHON
   done
 fi
+
+if wants resnet18; then
+  section resnet18-torch 75 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision fp32,bf16 "${TIMING[@]}" \
+    --json "$OUT/bench-resnet18-torch.json"
+  section resnet18-torch-cl 30 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --channels-last \
+    --measure plain,peer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-cl.json"
+  if [ "$COMPILE" = 1 ]; then
+    section resnet18-torch-compile 80 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --compile \
+      --measure trainer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-compile.json"
+  else
+    echo "== [resnet18-torch-compile] left out of the CPU dry run (DRY_COMPILE=1 runs it)"
+  fi
+  section resnet18-keras-jax 70 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend jax \
+    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-jax.json"
+  section resnet18-keras-torch 60 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend torch \
+    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-torch.json"
+fi
+
+if wants small; then
+  section small 70 "${BENCH[@]}" all --smoke --fw torch,keras --keras-backend torch,jax --precision fp32 \
+    --measure plain,trainer "${SMALL_TIMING[@]}" --json "$OUT/bench-small.json"
+fi
+
 
 "$PY" - "$OUT" <<'PYTHON'
 import json
