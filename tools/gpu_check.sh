@@ -41,7 +41,7 @@ SECTIONS="${SECTIONS:-twins resnet18 small literal}"
 
 # The GPU machine lacks Keras, keras-hub and a few more: install the wheels ../shared/gpu/fetch-wheels.sh
 # put into .whl/ (Python 3.12 builds) into a folder of their own, first on PYTHONPATH.
-if ! "$PY" -c "import keras" >/dev/null 2>&1 && compgen -G ".whl/*.whl" >/dev/null; then
+if ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('keras') is None)" >/dev/null 2>&1 && compgen -G ".whl/*.whl" >/dev/null; then
   SITE="${SITE:-$(mktemp -d)/site}"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
     || { echo "gpu_check: installing .whl/ failed"; exit 2; }
