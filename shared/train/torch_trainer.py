@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from shared.data.prefetch import stream
 from shared.data.torch_data import to_tensors
 from shared.errors import UserError
 from shared.train import torch_parallel
@@ -208,8 +209,9 @@ class Session:
         mean loss, averaged over ranks. on_step(step, loss, lr) runs after every update."""
         self.model.train()
         losses = []
+        batches, decode = stream(iterator, epoch, start)  # rows read ahead; converted on the device
         bar = tqdm(
-            iterator.batches(epoch, start),
+            batches,
             desc=f"torch epoch {epoch + 1}",
             unit="batch",
             total=len(iterator) - start,
@@ -222,7 +224,7 @@ class Session:
                 self.impl,
                 self.trained,
                 self.optimizer,
-                to_tensors(batch, self.device),
+                to_tensors(batch, self.device, decode),
                 self.config,
                 precision=self.precision,
                 scaler=self.scaler,
