@@ -12,6 +12,7 @@ writers never leave a partial entry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -66,7 +67,8 @@ def generated(
 ):
     """The DatasetDict of generator `name` with `params`: read from the cache, or written there first.
 
-    features: the datasets.Features of every split; splits(): split name -> an iterable of column batches
+    features: the datasets.Features of every split (or a dict of them by split); splits(): split name -> an
+    iterable of column batches
     (dicts of arrays), produced lazily; module: the generator's module (its source is part of the key)."""
     from datasets.arrow_writer import ArrowWriter
 
@@ -78,7 +80,8 @@ def generated(
     try:
         written = []
         for split, batches in splits().items():
-            writer = ArrowWriter(features=features, path=str(work / f"{split}.arrow"))
+            kind = features[split] if type(features) is dict else features  # Features is a dict subclass
+            writer = ArrowWriter(features=kind, path=str(work / f"{split}.arrow"))
             for batch in batches:
                 if isinstance(batch, dict):
                     writer.write_batch(batch, writer_batch_size=WRITER_BATCH)
@@ -110,13 +113,33 @@ def from_dataset_dict(name: str, params: dict, module: str, build: Callable):
     first = dataset[next(iter(dataset))]
 
     def batches(split):
-        yield dataset[split].data.table
+        part = dataset[split]
+        yield (part.flatten_indices() if part._indices is not None else part).data.table
 
     return generated(
         name,
         params,
         module,
-        first.features,
+        {split: dataset[split].features for split in dataset},
         lambda: {split: batches(split) for split in dataset},
         description=first.info.description or None,
     )
+
+
+def cached(name: str):
+    """Decorator for a loader that generates its DatasetDict in memory from its arguments: the first call
+    with given arguments writes the result to the cache, every later one memory-maps it from there. Bad
+    arguments raise before anything is written."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def load(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return from_dataset_dict(name, dict(bound.arguments), fn.__module__, lambda: fn(*args, **kwargs))
+
+        return load
+
+    return wrap
