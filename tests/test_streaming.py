@@ -285,3 +285,31 @@ def test_peak_memory_of_an_epoch_does_not_grow_with_the_training_scenes():
         )
         assert large["peak_gb"] - small["peak_gb"] <= 0.3, (small, large)
         assert large["above_baseline_gb"] < 0.2 * 4.9, large  # far below the data's float bytes
+
+
+@pytest.mark.parametrize("fw", ["torch", pytest.param("keras", marks=pytest.mark.slow)])  # keras: 25 s
+def test_a_training_epoch_reads_each_batch_rows_once_and_nothing_whole(fw, cache, monkeypatch, frameworks):
+    import importlib
+
+    from shared.data import load
+    from shared.models import get_spec
+    from shared.tasks import perception
+
+    dataset = load(f"roads:{H}x{W},train=200,validation=3,test=3")
+    config = perception_config(width=4, stage_blocks=(1, 1), steering_hidden=(8,), batch_size=32, epochs=1)
+    splits, _ = perception.prepare(dataset, config)
+    iterator = BatchIterator(splits["train"], config.batch_size, seed=0)
+    reads: list[int] = []
+    read = columns.FileRows.read
+    monkeypatch.setattr(
+        columns.FileRows, "read", lambda self, index: reads.append(len(index)) or read(self, index)
+    )
+    trainer = importlib.import_module(f"shared.train.{fw}_trainer")
+    spec = get_spec("driving/perception")
+    session = trainer.Session(spec, config, trainer.setup(0, 1, 0), total_steps=len(iterator))
+    session.train_epoch(iterator, 0, progress=False)
+    assert session.step == len(iterator) == 6
+    assert max(reads) == config.batch_size  # image and mask rows of one batch per read, never the split
+    # Each batch read once (Keras' input adapter also reads batch 0 to learn the input signature).
+    extra = 0 if fw == "torch" else 2
+    assert sum(reads) == 2 * config.batch_size * (len(iterator) + extra)

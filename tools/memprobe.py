@@ -18,47 +18,43 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GB = 1024**3
 
 
-def peak_rss() -> int:
-    """This process's peak resident set in bytes (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+# Run in a fresh child (python -c), with the measured checkout first on sys.path: argv[1] is a JSON
+# {mode, model, fw, data, sets}; prints {"peak_rss_bytes": VmHWM of the child}.
+CHILD = """
+import importlib, json, sys, tempfile
+from pathlib import Path
+from shared.models import get_spec
+from shared.recipe import parse_set_flags
+from shared.train import run
 
-
-def child(mode: str, model: str, fw: str, data: str, sets: list[str]) -> dict:
-    """In the child: build (baseline) or train one epoch (peak); the peak resident set."""
-    from shared.models import get_spec
-    from shared.recipe import parse_set_flags
-
-    spec = get_spec(model)
-    config = spec.config(**{**parse_set_flags(sets), "epochs": 1})
-    if mode == "baseline":
-        import importlib
-
-        trainer = importlib.import_module(f"shared.train.{fw}_trainer")
-        runtime = trainer.setup(0, None, config.seed)
-        trainer.Session(spec, config, runtime, total_steps=1)
-    else:
-        from shared.train import run
-
-        with tempfile.TemporaryDirectory() as out:
-            run.train(spec, config, fw, out=Path(out) / "run", data=data, progress=False)
-    return {"peak_rss_bytes": peak_rss()}
+case = json.loads(sys.argv[1])
+spec = get_spec(case["model"])
+config = spec.config(**{**parse_set_flags(case["sets"]), "epochs": 1})
+if case["mode"] == "baseline":  # import the framework, build the model and its optimizer
+    trainer = importlib.import_module(f"shared.train.{case['fw']}_trainer")
+    trainer.Session(spec, config, trainer.setup(0, None, config.seed), total_steps=1)
+else:  # one epoch of training, validation, test metrics and the checkpoint
+    with tempfile.TemporaryDirectory() as out:
+        run.train(spec, config, case["fw"], out=Path(out) / "run", data=case["data"], progress=False)
+for line in Path("/proc/self/status").read_text().splitlines():
+    if line.startswith("VmHWM:"):
+        print(json.dumps({"peak_rss_bytes": int(line.split()[1]) * 1024}))
+"""
 
 
 def measure(root: Path, mode: str, model: str, fw: str, data: str, sets: list[str]) -> int:
+    """The peak resident set (bytes) of a child process running `mode` with `root`'s code."""
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--model", model, "--fw", fw]
-    command += ["--data", data, "--root", str(root)] + [f"--set={s}" for s in sets]
-    proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    case = json.dumps({"mode": mode, "model": model, "fw": fw, "data": data, "sets": sets})
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, case], cwd=root, env=env, capture_output=True, text=True
+    )
     if proc.returncode:
         raise SystemExit(f"error: {mode} {fw} {data} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
@@ -71,14 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train", nargs="+", type=int, default=[3000], help="training scenes")
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose code is measured")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
-    parser.add_argument("--child", choices=["baseline", "peak"], help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
-    sys.path.insert(0, str(root))
-    if args.child:
-        print(json.dumps(child(args.child, args.model, args.fw[0], args.data, args.set)))
-        return 0
     cases = []
     for n in args.train:
         data = f"roads:train={n}"
