@@ -18,6 +18,7 @@ and, unlike a memory map, the pages read are not counted in the process's reside
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -81,6 +82,7 @@ class FileRows:
         self._files = sorted({f for f, _, _ in runs})
         self._file_of_run = np.array([self._files.index(f) for f, _, _ in runs], np.int64)
         self._fds: dict[int, list[int]] = {}  # pid -> descriptors (a forked child opens its own)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -99,12 +101,19 @@ class FileRows:
 
     def _descriptors(self) -> list[int]:
         pid = os.getpid()
-        if pid not in self._fds:
-            self._fds = {pid: [os.open(f, os.O_RDONLY) for f in self._files]}
-        return self._fds[pid]
+        with self._lock:
+            if pid not in self._fds:
+                self._fds = {pid: [os.open(f, os.O_RDONLY) for f in self._files]}
+            return self._fds[pid]
+
+    def __getstate__(self):  # a pickled copy (a worker process) opens its own files
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_lock")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _fds={}, _lock=threading.Lock())
 
     def __del__(self):
-        for fd in self._fds.get(os.getpid(), []):
+        for fd in getattr(self, "_fds", {}).get(os.getpid(), []):
             try:
                 os.close(fd)
             except OSError:
@@ -176,6 +185,7 @@ class LazyColumn:
         return len(self.shape)
 
     def __getitem__(self, key):
+        key = np.asarray(key) if isinstance(key, list) else key
         if isinstance(key, (slice, int, np.integer)) or (
             isinstance(key, np.ndarray) and key.dtype.kind in "iub" and key.ndim == 1
         ):

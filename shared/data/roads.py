@@ -8,6 +8,8 @@
     cityscapes:/data/cs[@64x128]  the Cityscapes folder layout read from a local path (its licence forbids
                              redistribution): leftImg8bit/ + gtFine/ (+ vehicle/ for steering), mapped to ours.
 
+`roads` renders a dataset once into the dataset cache (shared/data/store.py, 256 scenes at a time) and
+memory-maps it from there afterwards, so a large split costs disk, not memory (docs/DATA.md).
 Both return a DatasetDict with train / validation / test and the columns
     image (H, W, 3) uint8, mask (H, W) uint8 (indices into CLASS_NAMES), steering float32
 steering is in degrees, positive steers right; NaN where unknown (a Cityscapes frame without vehicle data).
