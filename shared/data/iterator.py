@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from shared.data.columns import decode_batch
+from shared.data.columns import Split, decode_batch
 
 
 class BatchIterator:
@@ -46,8 +46,9 @@ class BatchIterator:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.arrays, self.batch_size, self.shuffle, self.seed = arrays, batch_size, shuffle, seed
         # Stored columns and their decode (a Split), or arrays already in the dtype the twins consume.
-        self.stored = dict(getattr(arrays, "raw", arrays))
-        self.decode = dict(getattr(arrays, "decode", {}))
+        split = isinstance(arrays, Split)
+        self.stored = dict(arrays.raw if split else arrays)
+        self.decode = dict(arrays.decode) if split else {}
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.num_examples = next(iter(lengths.values()))
         self.epoch = 0
