@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.data.iterator import BatchIterator
+from shared.data.prefetch import prefetch
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -32,12 +33,13 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate_arrays(spec, model, arrays: dict[str, np.ndarray], config, batch_size: int = 256) -> dict:
-    """Forward a whole split in eval mode, concatenate the outputs, and score them with the task."""
+    """Forward a split in eval mode batch by batch (each batch's rows read and decoded while the previous
+    one runs; no whole-split input array), concatenate the outputs, and score them with the task."""
     task = spec.task_module
     if hasattr(task, "evaluate"):
         return task.evaluate(spec, model, arrays, config, batch_size)
     outputs: dict[str, list] = {}
-    for batch in BatchIterator(arrays, batch_size, shuffle=False, drop_last=False):
+    for batch in prefetch(BatchIterator(arrays, batch_size, shuffle=False, drop_last=False).batches()):
         for key, value in spec.forward(model, batch, training=False).items():
             outputs.setdefault(key, []).append(value)
     joined = {k: np.concatenate(v) for k, v in outputs.items()}

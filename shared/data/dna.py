@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data import store
 from shared.data.catalog import register, register_hub
 from shared.data.hub import load_hub, mirror_files
 from shared.errors import UserError
@@ -376,6 +377,7 @@ def _sample_split(count: int, length: int, pwms: list, rate: float, gc: float, r
 
 
 @register("motifs")
+@store.cached("motifs")
 def motifs(
     num_train: int = 24000,
     num_validation: int = 1000,

@@ -1,16 +1,23 @@
 """A deterministic, framework-free batch iterator: the same (seed, epoch, rank, world size) gives the same
 batches in both twins, on one process or sharded over many.
+
+It reads only each batch's rows: from numpy arrays, or from a shared.data.columns.Split whose columns
+are read from the dataset's files in their stored dtype. batches() yields what the twins consume (each
+column through its decode, in numpy); raw_batches() yields the stored rows and `decode` says how to
+convert them, so that the conversion can run on the device (shared/data/torch_data.py to_tensors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from shared.data.columns import Split, decode_batch
+
 
 class BatchIterator:
-    """Batches of a dict of equal-length numpy arrays.
+    """Batches of a dict of equal-length arrays (numpy arrays or row readers), or of a Split.
 
     Each epoch is a permutation drawn from (seed, epoch). With world_size > 1 the epoch's batches are
     dealt out round-robin: rank r takes global batches r, r + W, ... so the W ranks together see exactly
@@ -19,7 +26,7 @@ class BatchIterator:
 
     def __init__(
         self,
-        arrays: dict[str, np.ndarray],
+        arrays: Mapping,
         batch_size: int,
         *,
         shuffle: bool = True,
@@ -38,6 +45,10 @@ class BatchIterator:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.arrays, self.batch_size, self.shuffle, self.seed = arrays, batch_size, shuffle, seed
+        # Stored columns and their decode (a Split), or arrays already in the dtype the twins consume.
+        split = isinstance(arrays, Split)
+        self.stored = dict(arrays.raw if split else arrays)
+        self.decode = dict(arrays.decode) if split else {}
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.num_examples = next(iter(lengths.values()))
         self.epoch = 0
@@ -51,15 +62,39 @@ class BatchIterator:
             return np.arange(self.num_examples)
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
 
-    def batches(self, epoch: int | None = None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Global batches of `epoch` from batch index `start`, sliced to this rank's share."""
-        order = self.order(self.epoch if epoch is None else epoch)
-        per_rank = self.batch_size // self.world_size
+    def index(self, epoch: int, b: int) -> np.ndarray:
+        """The rows of global batch `b` of `epoch` that this rank takes."""
+        order = self._order(epoch)
+        index = order[b * self.batch_size : (b + 1) * self.batch_size]
+        if self.world_size > 1:
+            per_rank = self.batch_size // self.world_size
+            index = index[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return index
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if getattr(self, "_cached", (None,))[0] != epoch:
+            self._cached = (epoch, self.order(epoch))
+        return self._cached[1]
+
+    def raw_batch(self, epoch: int, b: int) -> dict[str, np.ndarray]:
+        """Batch `b` of `epoch` as stored (convert it with `decode`)."""
+        index = self.index(epoch, b)
+        return {k: np.asarray(v[index]) for k, v in self.stored.items()}
+
+    def batch(self, epoch: int, b: int) -> dict[str, np.ndarray]:
+        """Batch `b` of `epoch` as the twins consume it (decoded in numpy)."""
+        return decode_batch(self.raw_batch(epoch, b), self.decode)
+
+    def raw_batches(self, epoch: int | None = None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """This rank's batches of `epoch` from batch index `start`, as stored."""
+        epoch = self.epoch if epoch is None else epoch
         for b in range(start, len(self)):
-            index = order[b * self.batch_size : (b + 1) * self.batch_size]
-            if self.world_size > 1:
-                index = index[self.rank * per_rank : (self.rank + 1) * per_rank]
-            yield {k: v[index] for k, v in self.arrays.items()}
+            yield self.raw_batch(epoch, b)
+
+    def batches(self, epoch: int | None = None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Global batches of `epoch` from batch index `start`, sliced to this rank's share, decoded."""
+        for raw in self.raw_batches(epoch, start):
+            yield decode_batch(raw, self.decode)
 
     def __iter__(self):
         return self.batches()

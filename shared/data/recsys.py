@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data import store
 from shared.data.catalog import register
 from shared.errors import UserError
 
@@ -217,6 +218,7 @@ def planted_signal(model: dict, user: np.ndarray, item: np.ndarray) -> np.ndarra
 
 
 @register("planted-ratings")
+@store.cached("planted-ratings")
 def planted_ratings(
     num_users: int = 800,
     num_items: int = 400,
@@ -286,6 +288,7 @@ def planted_ratings(
 
 
 @register("planted-implicit")
+@store.cached("planted-implicit")
 def planted_implicit(
     num_users: int = 1000,
     num_items: int = 800,

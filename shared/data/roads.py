@@ -8,6 +8,8 @@
     cityscapes:/data/cs[@64x128]  the Cityscapes folder layout read from a local path (its licence forbids
                              redistribution): leftImg8bit/ + gtFine/ (+ vehicle/ for steering), mapped to ours.
 
+`roads` renders a dataset once into the dataset cache (shared/data/store.py, 256 scenes at a time) and
+memory-maps it from there afterwards, so a large split costs disk, not memory (docs/DATA.md).
 Both return a DatasetDict with train / validation / test and the columns
     image (H, W, 3) uint8, mask (H, W) uint8 (indices into CLASS_NAMES), steering float32
 steering is in degrees, positive steers right; NaN where unknown (a Cityscapes frame without vehicle data).
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data import store
 from shared.data.catalog import register
 from shared.errors import UserError
 
@@ -209,35 +212,49 @@ def render(scene: dict, rng: np.random.Generator, height: int, width: int, camer
     return np.clip(np.round(image), 0, 255).astype(np.uint8), mask, steering_angle(scene, camera)
 
 
-def render_split(split: str, count: int, height: int, width: int, seed: int = 0):
-    """(images (N, H, W, 3) uint8, masks (N, H, W) uint8, steering (N,) float32); scene i depends only on
-    (seed, split, i), so a larger split extends a smaller one."""
+def render_split(split: str, count: int, height: int, width: int, seed: int = 0, start: int = 0):
+    """(images (N, H, W, 3) uint8, masks (N, H, W) uint8, steering (N,) float32) of scenes start..start+N-1;
+    scene i depends only on (seed, split, i), so a larger split extends a smaller one."""
     images = np.empty((count, height, width, 3), np.uint8)
     masks = np.empty((count, height, width), np.uint8)
     steering = np.empty(count, np.float32)
-    for i in range(count):
+    for j, i in enumerate(range(start, start + count)):
         rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
-        images[i], masks[i], steering[i] = render(sample_scene(rng), rng, height, width)
+        images[j], masks[j], steering[j] = render(sample_scene(rng), rng, height, width)
     return images, masks, steering
 
 
-def to_dataset_dict(splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
+def features(height: int, width: int):
     import datasets
 
-    height, width = splits["train"][1].shape[1:]
-    features = datasets.Features(
+    return datasets.Features(
         {
             "image": datasets.Array3D((height, width, 3), "uint8"),
             "mask": datasets.Array2D((height, width), "uint8"),
             "steering": datasets.Value("float32"),
         }
     )
+
+
+def to_dataset_dict(splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
+    import datasets
+
+    height, width = splits["train"][1].shape[1:]
     return datasets.DatasetDict(
         {
-            name: datasets.Dataset.from_dict({"image": x, "mask": m, "steering": s}, features=features)
+            name: datasets.Dataset.from_dict(
+                {"image": x, "mask": m, "steering": s}, features=features(height, width)
+            )
             for name, (x, m, s) in splits.items()
         }
     )
+
+
+def rendered_batches(split: str, count: int, height: int, width: int, seed: int, chunk: int = 256):
+    """A split's scenes as column batches of `chunk` scenes (what the dataset cache writes)."""
+    for start in range(0, count, chunk):
+        images, masks, steering = render_split(split, min(chunk, count - start), height, width, seed, start)
+        yield {"image": images, "mask": masks, "steering": steering}
 
 
 def parse_size(text: str, where: str) -> tuple[int, int]:
@@ -276,7 +293,14 @@ def roads(
         raise UserError(
             f"dataset roads: split sizes must be train, validation and test, each >= 1; found {counts}"
         )
-    return to_dataset_dict({name: render_split(name, n, height, width, seed) for name, n in counts.items()})
+    params = {"height": height, "width": width, "seed": seed, "counts": counts}
+    return store.generated(  # rendered once into the dataset cache, memory-mapped from there
+        "roads",
+        params,
+        __name__,
+        features(height, width),
+        lambda: {name: rendered_batches(name, n, height, width, seed) for name, n in counts.items()},
+    )
 
 
 def open_rgb(path: str | Path | bytes, what: str = "image"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data import store
 from shared.data.catalog import register, register_hub
 from shared.data.hub import mirror_files
 from shared.errors import UserError
@@ -65,6 +66,7 @@ def carve(pairs: tuple[list[str], list[str]], validation_size: int, test_size: i
 
 
 @register("numbers-en-fr")
+@store.cached("numbers-en-fr")
 def numbers_en_fr(
     train_size: int = 20000,
     validation_size: int = 1000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data.columns import Split, decode_array, split_columns
 from shared.errors import UserError
 from shared.metrics import accuracy, cross_entropy, softmax, top_k_accuracy
 from shared.tasks import check_keys
@@ -37,16 +38,21 @@ def image_stats(images: np.ndarray) -> dict:
     return {"mean": scaled.mean(axis=axes).tolist(), "std": np.maximum(scaled.std(axis=axes), 1e-6).tolist()}
 
 
+def image_decode(state: dict) -> list:
+    """uint8 NHWC -> float32 NHWC, standardised with the training split's per-channel statistics, as
+    elementwise float32 steps (shared/data/columns.py), applied per batch where the batch is used."""
+    return [("cast", "float32"), ("div", 255.0), ("sub", state["mean"]), ("div", state["std"])]
+
+
 def normalize(images: np.ndarray, state: dict) -> np.ndarray:
     """uint8 NHWC -> float32 NHWC, standardised with the training split's per-channel statistics."""
-    mean = np.asarray(state["mean"], np.float32)
-    std = np.asarray(state["std"], np.float32)
-    return ((images.astype(np.float32) / 255.0) - mean) / std
+    return decode_array(images, image_decode(state))
 
 
 def prepare(dataset, config, state: dict | None = None):
-    """DatasetDict(image uint8 NHWC, label) -> numpy splits, with statistics from the training split."""
-    splits = {name: dataset[name].with_format("numpy")[:] for name in dataset}
+    """DatasetDict(image uint8 NHWC, label) -> Splits: images stay uint8 (read from the dataset's files
+    per batch when it has them) and are decoded per batch; statistics from the training split."""
+    splits = {name: split_columns(dataset[name], streamed=("image",)) for name in dataset}
     train_images = splits["train"]["image"] if "train" in splits else next(iter(splits.values()))["image"]
     height, width, channels = train_images.shape[1:]
     if channels != config.in_channels:
@@ -68,9 +74,11 @@ def prepare(dataset, config, state: dict | None = None):
         )
     if state is None:
         names = dataset["train"].features["label"].names if "train" in dataset else None
-        state = {"kind": "image_standardize", "class_names": names, **image_stats(train_images)}
+        state = {"kind": "image_standardize", "class_names": names, **image_stats(np.asarray(train_images))}
     out = {
-        name: {"image": normalize(s["image"], state), "label": s["label"].astype(np.int64)}
+        name: Split(
+            {"image": s["image"], "label": s["label"].astype(np.int64)}, {"image": image_decode(state)}
+        )
         for name, s in splits.items()
     }
     return out, state
@@ -127,8 +135,18 @@ def top_classes(probabilities: np.ndarray, names: list[str], k: int) -> list[dic
 def predict(spec, model, config, state: dict, inputs: list[str], options: dict) -> None:
     """Print the top-k classes with probabilities for each image file."""
     names = class_names(config, state)
-    images = normalize(np.stack([load_image(p, config) for p in inputs]), state)
-    probs = softmax(spec.forward(model, {"image": images}, training=False)["logits"])
+    images = np.stack([load_image(p, config) for p in inputs])  # uint8; standardised batch by batch
+    step = config.eval_batch_size
+    probs = np.concatenate(
+        [
+            softmax(
+                spec.forward(model, {"image": normalize(images[i : i + step], state)}, training=False)[
+                    "logits"
+                ]
+            )
+            for i in range(0, len(images), step)
+        ]
+    )
     k = min(int(options.get("top_k", 5)), config.num_classes)
     for path, p in zip(inputs, probs):
         top = top_classes(p, names, k)

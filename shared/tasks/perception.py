@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data.columns import Split, column_max, decode_array, split_columns
 from shared.data.iterator import BatchIterator
+from shared.data.prefetch import prefetch
 from shared.data.roads import CLASS_NAMES, centre_crop, fit_to_size, open_rgb
 from shared.errors import UserError
 from shared.metrics import log_softmax
@@ -82,18 +84,22 @@ def channel_stats(images: np.ndarray, chunk: int = 256) -> dict:
     return {"mean": mean.tolist(), "std": np.maximum(std, 1e-6).tolist()}
 
 
+def image_decode(state: dict) -> list:
+    """uint8 NHWC -> float32 NHWC standardised with the training split's per-channel statistics, as
+    elementwise float32 steps (shared/data/columns.py), applied per batch where the batch is used."""
+    return [("cast", "float32"), ("mul", 1.0 / 255.0), ("sub", state["mean"]), ("div", state["std"])]
+
+
 def normalize(images: np.ndarray, state: dict) -> np.ndarray:
     """uint8 NHWC -> float32 NHWC standardised with the training split's per-channel statistics."""
-    out = images.astype(np.float32)
-    out *= np.float32(1.0 / 255.0)
-    out -= np.asarray(state["mean"], np.float32)
-    out /= np.asarray(state["std"], np.float32)
-    return out
+    return decode_array(images, image_decode(state))
 
 
 def prepare(dataset, config, state: dict | None = None):
-    """DatasetDict(image uint8 (H, W, 3), mask, steering) -> numpy splits; statistics from the train split."""
-    splits = {name: dataset[name].with_format("numpy", dtype=None)[:] for name in dataset}
+    """DatasetDict(image uint8 (H, W, 3), mask, steering) -> Splits: images and masks stay uint8 (read from
+    the dataset's files per batch when it has them) and are decoded per batch; statistics from the train
+    split, read by chunks."""
+    splits = {name: split_columns(dataset[name], streamed=("image", "mask")) for name in dataset}
     first = splits["train"] if "train" in splits else next(iter(splits.values()))
     height, width, channels = first["image"].shape[1:]
     if channels != config.in_channels:
@@ -108,7 +114,7 @@ def prepare(dataset, config, state: dict | None = None):
             f"--set image_width={width}, or render roads at the model's size (--data "
             f"roads:{config.image_height}x{config.image_width})"
         )
-    top = max(int(s["mask"].max()) for s in splits.values())
+    top = max(int(column_max(s["mask"])) for s in splits.values() if len(s["mask"]))
     if top >= config.num_classes:
         raise UserError(
             f"the data has class {top} but num_classes={config.num_classes}: pass --set num_classes={top + 1}"
@@ -116,12 +122,11 @@ def prepare(dataset, config, state: dict | None = None):
     if state is None:
         names = list(CLASS_NAMES) if config.num_classes == len(CLASS_NAMES) else None
         state = {"kind": "image_standardize", "class_names": names, **channel_stats(first["image"])}
+    decode = {"image": image_decode(state), "mask": [("cast", "int64")]}
     out = {
-        name: {
-            "image": normalize(s["image"], state),
-            "mask": s["mask"].astype(np.int64),
-            "steering": s["steering"].astype(np.float32),
-        }
+        name: Split(
+            {"image": s["image"], "mask": s["mask"], "steering": s["steering"].astype(np.float32)}, decode
+        )
         for name, s in splits.items()
     }
     return out, state
@@ -190,7 +195,7 @@ def metrics(outputs: dict, batch: dict, config=None) -> dict[str, float]:
 def evaluate(spec, model, arrays: dict, config, batch_size: int) -> dict[str, float]:
     """Batch by batch (a split's per-pixel logits would not fit in memory at once)."""
     scores = Scores(config.num_classes, config.class_weights, config.steering_loss_weight)
-    for batch in BatchIterator(arrays, batch_size, shuffle=False, drop_last=False):
+    for batch in prefetch(BatchIterator(arrays, batch_size, shuffle=False, drop_last=False).batches()):
         out = spec.forward(model, batch, training=False)
         scores.add(out["logits"], out["steering"], batch["mask"], batch["steering"])
     return scores.result(class_names(config.num_classes))
@@ -201,7 +206,8 @@ def after_training(spec, model, splits: dict, config, out: Path, state: dict, co
     arrow) and the ground truth side by side, for a look at what the metrics summarise."""
     from PIL import Image
 
-    test = {k: v[:count] for k, v in splits["test"].items()}
+    test = splits["test"].head(count) if hasattr(splits["test"], "head") else splits["test"]
+    test = {k: np.asarray(v[:count]) for k, v in test.items()}
     if not len(test["image"]):
         return []
     outputs = spec.forward(model, {"image": test["image"]}, training=False)
@@ -276,11 +282,11 @@ def predict(spec, model, config, state: dict, inputs: list[str], options: dict) 
     except ValueError:
         raise UserError(f"--opt alpha and arrow_gain take numbers; found {options}") from None
     frames = [load_frame(path, config) for path in inputs]  # every file is checked before anything is written
-    images = normalize(np.stack([f[0] for f in frames]), state)
+    images = np.stack([f[0] for f in frames])  # uint8; standardised batch by batch
     logits, steering = [], []
     for start in range(0, len(images), config.eval_batch_size):
         outputs = spec.forward(
-            model, {"image": images[start : start + config.eval_batch_size]}, training=False
+            model, {"image": normalize(images[start : start + config.eval_batch_size], state)}, training=False
         )
         logits.append(outputs["logits"].argmax(-1))
         steering.append(outputs["steering"])

@@ -32,7 +32,7 @@ import numpy as np
 from keras import ops
 
 from shared.data.iterator import BatchIterator
-from shared.data.keras_data import EpochBatches, to_tensors
+from shared.data.keras_data import StreamBatches, to_tensors
 from shared.errors import UserError
 from shared.frameworks import KERAS_BACKENDS, native_logs_quiet
 from shared.train.distributed import World, restart_count, tf_config_world
@@ -494,7 +494,7 @@ class Session:
         if self.runtime.strategy is not None:
             data = self._replica_batches(iterator, epoch, start)
         else:
-            data = EpochBatches(list(iterator.batches(epoch, start)))
+            data = StreamBatches(iterator, epoch, start)
         callback = _StepCallback(self, on_step)
         with self.runtime.scope():
             self.module.fit(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from shared.data.prefetch import stream
 from shared.data.torch_data import to_tensors
 from shared.errors import UserError
 from shared.train import torch_input, torch_parallel
@@ -248,8 +249,9 @@ class Session:
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
             pending.clear()
 
+        rows, decode = stream(iterator, epoch, start)  # stored rows read ahead; converted on the device
         batches = torch_input.device_batches(
-            iterator.batches(epoch, start), lambda batch: to_tensors(batch, self.device), self.device
+            rows, lambda batch: to_tensors(batch, self.device, decode), self.device
         )
         try:
             for tensors in batches:
