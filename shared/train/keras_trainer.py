@@ -286,6 +286,8 @@ class _StepCallback(keras.callbacks.Callback):
         self.previous_mean = mean
         self.losses.append(loss)
         self.session.step += 1
+        if self.session.grad_norm_variable is not None:
+            self.session.grad_norm = float(ops.convert_to_numpy(self.session.grad_norm_variable))
         if self.on_step:
             self.on_step(self.session.step - 1, loss, self.session.lr)
 
@@ -319,6 +321,7 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
+        track_grad_norm: bool = False,
     ):
         self.spec, self.config, self.total_steps, self.runtime = spec, config, total_steps, runtime
         self.world, self.impl = runtime.world, spec.impl("keras")
@@ -338,6 +341,26 @@ class Session:
                 optimizer=self.optimizer, jit_compile=compile
             )  # fp16 wraps a LossScaleOptimizer
         self.step, self.lr = 0, config.lr
+        # Opt-in (shared/parity/trainers.py): on_step may read the global norm of the step's gradient
+        # (after clipping, as the update applied it), in float64.
+        self.grad_norm, self.grad_norm_variable = None, None
+        if track_grad_norm:
+            self._track_grad_norm()
+
+    def _track_grad_norm(self) -> None:
+        """Measure the gradient where the optimizer clips it (its one per-step hook with all gradients)."""
+        with self.runtime.scope():
+            norm = self.grad_norm_variable = keras.Variable(0.0, dtype="float64", trainable=False)
+        clip = self.optimizer._clip_gradients
+
+        def clip_and_measure(grads):
+            grads = clip(grads)
+            norm.assign(
+                ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float64"))) for g in grads if g is not None))
+            )
+            return grads
+
+        self.optimizer._clip_gradients = clip_and_measure
 
     def build_optimizer(self) -> None:
         """Create the optimizer's variables now (fit would create them at its first step)."""

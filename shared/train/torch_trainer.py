@@ -159,6 +159,13 @@ def train_step(
     return loss.detach()
 
 
+def gradient_norm(model: torch.nn.Module) -> float:
+    """The global L2 norm of the parameters' current gradients, in float64."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norms = [torch.linalg.vector_norm(g.to_dense() if g.is_sparse else g, dtype=torch.float64) for g in grads]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
 class Session:
     """A model, its optimizer and schedule, trained on numpy batches from a given position.
 
@@ -176,6 +183,7 @@ class Session:
         precision: str = "fp32",
         compile: bool = False,
         sync_bn: bool = False,
+        track_grad_norm: bool = False,
     ):
         self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
         self.precision, self.impl = precision, spec.impl("torch")
@@ -202,6 +210,9 @@ class Session:
         )
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.step = 0
+        # Opt-in (shared/parity/trainers.py): on_step may read the global norm of the step's gradient
+        # (after clipping, as the update applied it), in float64.
+        self.track_grad_norm, self.grad_norm = track_grad_norm, None
 
     def train_epoch(self, iterator, epoch: int, start: int = 0, on_step=None, progress: bool = True) -> float:
         """Train on the epoch's batches from `start` (the iterator gives this rank its slices); returns their
@@ -230,6 +241,8 @@ class Session:
             if self.world.distributed:
                 loss = torch_parallel.mean_over_ranks(loss)
             self.scheduler.step()
+            if self.track_grad_norm:
+                self.grad_norm = gradient_norm(self.model)
             losses.append(float(loss))
             self.step += 1
             if on_step:
