@@ -319,10 +319,11 @@ def test_two_cpu_replicas_follow_one_replica(fw, tmp_path):
     assert_written_once(tmp_path / "two", steps=5)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_two_replicas_without_sync_bn_are_told_apart(tmp_path):
     """The check above can fail: without --sync-bn each torch replica normalises over its own 128 examples,
-    a different function of the batch, and replicas_disagree says so from the first step."""
+    a different function of the batch, and replicas_disagree says so from the first step. (make test holds
+    the in-process versions: tests/test_tolerances.py.)"""
     one = tmp_path / "one"
     train("torch", one, "--sync-bn")
     train("torch", tmp_path / "two", "--cpu-replicas", "2")

@@ -28,6 +28,16 @@ def cosine(lr: float, warmup: int, total: int, step: int) -> float:
     return lr / 2 * (1 + math.cos(math.pi * min((step - warmup) / (total - warmup), 1.0)))
 
 
+def closed_formula(config, step: int, total: int) -> float:
+    """Any recipe's learning rate at `step` of `total`, written out from the schedule's definition."""
+    lr, warmup, s = config.lr, config.warmup_steps, step + 1
+    if config.schedule == "inverse_sqrt":
+        return lr * min(s / max(warmup, 1), (max(warmup, 1) / s) ** 0.5)
+    if config.schedule == "constant":
+        return lr * min(s / warmup, 1.0) if warmup else lr
+    return cosine(lr, warmup, total, step)
+
+
 @pytest.fixture(scope="module")
 def splits(frameworks):
     return trainers.prepare(SPEC, CONFIG)
@@ -152,7 +162,11 @@ def test_lr_at_follows_the_closed_formula(name):
             "cosine": cosine(lr, warmup, total, step),
             "inverse_sqrt": lr * min(s / warmup, (warmup / s) ** 0.5),
         }[name]
+        assert closed_formula(config, step, total) == pytest.approx(expected, rel=1e-12)
         assert schedule.lr_at(config, step, total) == pytest.approx(expected, rel=1e-12), step
+    assert schedule.lr_at(SPEC.config(schedule=name, warmup_steps=0, lr=lr), 0, total) == pytest.approx(
+        closed_formula(SPEC.config(schedule=name, warmup_steps=0, lr=lr), 0, total), rel=1e-12
+    )
 
 
 def test_the_formula_check_catches_an_off_by_one_schedule(monkeypatch):
