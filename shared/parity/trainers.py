@@ -33,7 +33,14 @@ from shared.data.iterator import BatchIterator
 from shared.frameworks import load_both
 from shared.metrics import evaluate_arrays
 from shared.parity.engine import data_source
-from shared.parity.verdict import EARLY_GRAD_NORM_RTOL, EARLY_LOSS_RTOL, LR_RTOL, METRIC_SPREAD, rel
+from shared.parity.verdict import (
+    EARLY_GRAD_NORM_RTOL,
+    EARLY_LOSS_RTOL,
+    LR_RTOL,
+    METRIC_SPREAD,
+    metric_summary,
+    rel,
+)
 
 
 def prepare(spec, config, smoke: bool = True) -> dict:
@@ -151,8 +158,6 @@ def step_checks(records: list[dict]) -> list[Check]:
 def metric_check(runs: list[dict], metric: str) -> Check:
     """Final `metric` over seeds: |mean_torch - mean_keras| <= METRIC_SPREAD pooled seed std devs, or 1% of
     the metric (verdict.metric_summary's rule); at least 2 seeds."""
-    from shared.parity.verdict import metric_summary
-
     m = metric_summary(runs)[metric]
     return Check(
         f"trainer_final_{metric}",
