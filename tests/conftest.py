@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,48 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 load_both()  # torch before TensorFlow, Triton kept out: the order that does not crash (shared/frameworks.py)
 os.environ.setdefault("PYTHONHASHSEED", "0")
 ROOT = Path(__file__).resolve().parent.parent
+SLOW_TIMEOUT = 3600  # seconds: a slow test without its own @pytest.mark.timeout (the default is in pyproject)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests (whole training runs) get SLOW_TIMEOUT unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+@contextlib.contextmanager
+def reserved_port(host: str = "127.0.0.1"):
+    """A TCP port no other process is handed while the block runs: bound with SO_REUSEADDR and never
+    listening, so the kernel gives it to nobody else, yet a server that also sets SO_REUSEADDR (Python's
+    socket.create_server, torch's TCPStore) may bind and listen on it. (Binding port 0 and closing the socket
+    before use, as free_port does, lets another process take the port in between.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port():
+    """A port that refuses connections for the whole test: bound, so nobody else can listen on it, and
+    never listening itself (a connection gets ECONNREFUSED)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.02):
+    """Poll condition() until it returns something true (returned) or `timeout` seconds pass (AssertionError
+    naming `what`): a poll loop with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 def run_tool(

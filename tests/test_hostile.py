@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -78,11 +77,6 @@ def reseal(folder: Path) -> None:
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_line_is_the_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -846,11 +840,11 @@ def test_predict_top_k_option_is_checked(tmp_path, cnn, option):
 # ---------------------------------------------------------------- 11. errors come first, and fast
 
 
-def test_a_hub_dataset_without_network_fails_once_fast_and_first(tmp_path):
+def test_a_hub_dataset_without_network_fails_once_fast_and_first(tmp_path, closed_port):
     ckpt = write_cnn(tmp_path / "ckpt", data="hub:ylecun/mnist")
     env = {
         "HF_HOME": str(tmp_path / "hf"),  # an empty cache
-        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",  # no hub there
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",  # no hub there
         **dict.fromkeys(
             ["ZOO_HUB_MIRROR", "HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"], ""
         ),

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,11 +92,6 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=120,
     )
 
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -509,7 +503,7 @@ def test_s3_url_resolves_through_the_cache(ckpt, s3, cache, monkeypatch):
     assert folder == cache / key and tree(folder) == tree(ckpt)
 
 
-def test_s3_bad_inputs(tmp_path, ckpt, s3, monkeypatch):
+def test_s3_bad_inputs(tmp_path, ckpt, s3, monkeypatch, closed_port):
     url = f"s3://{s3['bucket']}/zoo"
     options = {"endpoint_url": s3["endpoint_url"], "skip_instance_cache": True}
     with pytest.raises(UserError, match="not found.*check the bucket"):
@@ -517,7 +511,7 @@ def test_s3_bad_inputs(tmp_path, ckpt, s3, monkeypatch):
     with pytest.raises(UserError, match="no zoo store at s3://"):
         hub.list_store(url, options)
     unreachable = {
-        "endpoint_url": f"http://127.0.0.1:{closed_port()}",
+        "endpoint_url": f"http://127.0.0.1:{closed_port}",
         "skip_instance_cache": True,
         "config_kwargs": {"retries": {"max_attempts": 1}},
     }
@@ -594,11 +588,11 @@ def test_hf_commit_puts_every_file_under_the_prefix_index_last(tmp_path, ckpt):
     assert operations[1].upload_info.sha256.hex() == checkpoint.sha256_file(ckpt / "weights.safetensors")
 
 
-def test_hf_errors_are_one_line(tmp_path, ckpt):
+def test_hf_errors_are_one_line(tmp_path, ckpt, closed_port):
     offline = {
         "HF_HOME": str(tmp_path / "hf"),
         "HF_TOKEN": "",
-        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
     }
     no_token = run_cli("push", str(ckpt), "hf://me/zoo", env=offline)
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr, no_token.stderr

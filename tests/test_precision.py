@@ -127,11 +127,39 @@ def test_bad_precision_is_a_one_line_error(fw, precision, needle, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
+# 5 updates of plain SGD on 256 digits each: enough updates that a compiled step which skipped or
+# misapplied the update (or trained another copy of the weights) shows in the losses after the first.
+COMPILE_RECIPE = [
+    "--data",
+    "digits",
+    *SMOKE,
+    "--batch-size",
+    "256",
+    "--set",
+    "optimizer=sgd",
+    "--lr",
+    "0.01",
+    "--set",
+    "schedule=constant",
+    "--threads",
+    "1",
+    "--no-progress",
+]
+# Compilation reorders float32 sums, and the difference grows by 3-20x per update (measured 2026-11-27,
+# relative loss differences at steps 0-4: torch 3.5e-7, 8.0e-5, 1.2e-3, 1.4e-4, 6.4e-5; Keras 0, 3.1e-5,
+# 5.6e-4, 1.3e-3, 5.0e-3), while each update lowers the loss by 2-6%. So: the loss before any update to
+# float32 rounding, after the first update within 2e-4, then within 2e-2.
+COMPILE_FIRST_RTOL = (1e-5, 2e-4)
+COMPILE_LOSS_RTOL = 2e-2
+# The final weights are not compared: they ended 1.4e-2 apart (relative to each tensor's largest value) in
+# both frameworks, float32 drift that a tolerance loose enough to pass would let real bugs through too.
+
+
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("fw", ["torch", "keras"])
 def test_compiled_training_matches_eager_training(fw, tmp_path):
-    """torch.compile (inductor's C++ backend on the CPU) and Keras jit_compile (XLA) train the smoke recipe
-    with the eager run's first loss (compilation reorders float operations, so later steps drift)."""
+    """torch.compile (inductor's C++ backend on the CPU) and Keras jit_compile (XLA) train like eager mode:
+    the same loss at every one of 5 updates (within float32 reordering), and the losses fall."""
     runs = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         proc = run_tool(
@@ -139,23 +167,21 @@ def test_compiled_training_matches_eager_training(fw, tmp_path):
             "zoo/vision/cnn",
             "--fw",
             fw,
-            "--data",
-            "digits",
-            *SMOKE,
-            "--threads",
-            "1",
-            "--no-progress",
+            *COMPILE_RECIPE,
             "--out",
             str(tmp_path / name),
             *extra,
             env=ENV,
-            timeout=1800,
+            timeout=800,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         lines = (tmp_path / name / "steps.csv").read_text().splitlines()[1:]
         runs[name] = [float(line.split(",")[1]) for line in lines]
-    assert len(runs["eager"]) == len(runs["compiled"])
-    assert abs(runs["eager"][0] - runs["compiled"][0]) <= 1e-5 * runs["eager"][0]
-    assert np.all(np.isfinite(runs["compiled"]))
+    eager, compiled = runs["eager"], runs["compiled"]
+    assert len(eager) == len(compiled) == 5
+    relative = [abs(a - b) / abs(a) for a, b in zip(eager, compiled)]
+    assert relative[0] <= COMPILE_FIRST_RTOL[0] and relative[1] <= COMPILE_FIRST_RTOL[1], relative
+    assert max(relative) <= COMPILE_LOSS_RTOL, relative
+    assert compiled[-1] < compiled[0]  # the updates were applied
     meta = json.loads((tmp_path / "compiled" / "checkpoint" / "meta.json").read_text())
     assert meta["compile"] is True and meta["precision"] == "fp32"

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +20,35 @@ from shared.data.iterator import BatchIterator
 from shared.errors import UserError
 from shared.recipe import config_to_dict
 from shared.train import snapshot
-from tests.conftest import ROOT, assert_one_line_error, run_tool, smoke_set_flags
+from tests.conftest import ROOT, assert_one_line_error, run_tool, smoke_set_flags, wait_for
 from zoo import registry
 
 SPEC = registry.get("vision/cnn")
 SMOKE = smoke_set_flags(SPEC)
-# 2 epochs of 44 steps on digits, a snapshot every 7 steps: 14, 21, ... are mid-epoch.
-RECIPE = [
-    *SMOKE,
-    "--data",
-    "digits",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "32",
-    "--threads",
-    "1",
-    "--no-progress",
-    "--snapshot-every",
-    "7",
-    "--deterministic",
-]
+
+
+def recipe(batch_size: int, snapshot_every: int) -> list[str]:
+    return [
+        *SMOKE,
+        "--data",
+        "digits",
+        "--epochs",
+        "2",
+        "--batch-size",
+        str(batch_size),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--snapshot-every",
+        str(snapshot_every),
+        "--deterministic",
+    ]
+
+
+# The CI recipe: 2 epochs of 11 steps of 128 digits, a snapshot every 4 steps: 4, 8, 12, 16, 20 (12 and 16
+# are in the 2nd epoch, mid-epoch). The slow restart test keeps 2 epochs of 44 steps (snapshots every 7).
+RECIPE, STEPS_PER_EPOCH, SNAPSHOT_EVERY = recipe(128, 4), 11, 4
+LONG_RECIPE, LONG_STEPS_PER_EPOCH = recipe(32, 7), 44
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
@@ -89,7 +96,10 @@ def test_damaged_snapshots_are_refused(tmp_path):
         snapshot.read(tmp_path)
 
 
-# A session restored from a capture continues exactly (in process, both frameworks).
+# A session restored from a capture continues exactly (in process, both frameworks). DanQ, because its
+# dropout draws from the generators a snapshot must carry (torch's global RNG; Keras' SeedGenerator variables).
+
+DROPOUT_SPEC = registry.get("bio/danq")
 
 
 class Killed(Exception):
@@ -99,17 +109,17 @@ class Killed(Exception):
 INIT: dict[str, dict] = {}
 
 
-def run_session(fw: str, stop_at: int | None = None, resume_from=None):
-    """Train the smoke CNN for 2 epochs of 4 steps on fixed random data; stop_at: capture the state after that
-    step and stop (as a kill would); resume_from: (arrays, json, step, epoch, batch) to continue from."""
+def run_session(fw: str, stop_at: int | None = None, resume_from=None, spec=DROPOUT_SPEC):
+    """Train a smoke model for 2 epochs of 4 steps on fixed random data; stop_at: capture the state after
+    that step and stop (as a kill would); resume_from: (arrays, json, step, epoch, batch) to continue from."""
     trainer = importlib.import_module(f"shared.train.{fw}_trainer")
     resumer = importlib.import_module(f"shared.train.{fw}_resume")
-    config = SPEC.config(**{**SPEC.smoke_config, "epochs": 2, "batch_size": 16})
-    iterator = BatchIterator(SPEC.example_batch(config, 64, seed=3), 16, seed=config.seed)
-    session = trainer.Session(SPEC, config, trainer.setup(0, None, config.seed), total_steps=8)
+    config = spec.config(**{**spec.smoke_config, "epochs": 2, "batch_size": 16})
+    iterator = BatchIterator(spec.example_batch(config, 64, seed=3), 16, seed=config.seed)
+    session = trainer.Session(spec, config, trainer.setup(0, None, config.seed), total_steps=8)
     # The same start for every session: Keras' initialisers do not repeat within one process after
     # keras.utils.set_random_seed (separate processes do), so the canonical init is set explicitly.
-    SPEC.set_weights(session.model, INIT.setdefault(fw, SPEC.get_weights(session.model)))
+    spec.set_weights(session.model, INIT.setdefault(f"{spec.name}-{fw}", spec.get_weights(session.model)))
     epoch, batch, captured = 0, 0, {}
     if resume_from is not None:
         arrays, state, session.step, epoch, batch = resume_from
@@ -126,11 +136,11 @@ def run_session(fw: str, stop_at: int | None = None, resume_from=None):
             session.train_epoch(iterator, e, batch if e == epoch else 0, on_step, progress=False)
     except Killed:
         return captured
-    return {"weights": SPEC.get_weights(session.model), "draws": draws(), "session": session}
+    return {"weights": spec.get_weights(session.model), "draws": draws(), "session": session}
 
 
 def draws() -> list:
-    """The next numbers of every host generator (the data order never reads them; dropout does)."""
+    """The next numbers of every host generator (the data order never reads them; torch's dropout does)."""
     import random
 
     import torch
@@ -138,24 +148,66 @@ def draws() -> list:
     return [torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]]
 
 
-@pytest.mark.parametrize("fw", ["torch", "keras"])
-def test_a_restored_session_continues_bit_for_bit(fw, frameworks):
+def seed_states(session) -> list[np.ndarray]:
+    """The Keras twin's SeedGenerator states (its dropout layers' generators)."""
+    return [np.asarray(v) for v in session.model.variables if "seed_generator" in v.path]
+
+
+def resume_differs(fw: str) -> list[str]:
+    """Train whole, stop after step 6 (epoch 1, after its 2nd batch), resume: the weights that differ."""
     whole = run_session(fw)
-    stopped = run_session(fw, stop_at=6)  # epoch 1, after its 2nd batch
+    stopped = run_session(fw, stop_at=6)
     arrays, state = stopped["state"]
     resumed = run_session(fw, resume_from=(arrays, state, 6, 1, 2))
-    for name, value in whole["weights"].items():
-        assert np.array_equal(value, resumed["weights"][name]), name
+    return [n for n, v in whole["weights"].items() if not np.array_equal(v, resumed["weights"][n])], (
+        whole,
+        stopped,
+        resumed,
+    )
+
+
+@pytest.mark.parametrize("fw", ["torch", "keras"])
+def test_a_restored_session_continues_bit_for_bit(fw, frameworks):
+    """Weights, optimizer state and the dropout generators come back: the resumed run's weights are bitwise
+    the uninterrupted run's (DanQ drops 20% and 50% of its units, so a lost generator state shows)."""
+    assert DROPOUT_SPEC.config(**DROPOUT_SPEC.smoke_config).lstm_dropout > 0
+    differ, (whole, stopped, resumed) = resume_differs(fw)
+    assert not differ, differ
     if fw == "torch":  # torch's, numpy's and Python's generators continue where the capture left them
-        restored = importlib.import_module("shared.train.torch_resume")
-        restored.restore(resumed["session"], arrays, state)
+        arrays, state = stopped["state"]
+        importlib.import_module("shared.train.torch_resume").restore(resumed["session"], arrays, state)
         assert draws() == stopped["draws"]
-    else:  # Keras keeps dropout RNG in SeedGenerator variables: every variable is restored
-        ours = [np.asarray(v) for v in resumed["session"].model.variables]
-        assert all(
-            np.array_equal(a, b)
-            for a, b in zip(ours, [np.asarray(v) for v in whole["session"].model.variables])
-        )
+    else:  # Keras keeps dropout RNG in SeedGenerator variables: they moved, and the resumed run's match
+        ours, theirs = seed_states(resumed["session"]), seed_states(whole["session"])
+        assert ours and len(ours) == len(theirs)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("fw", ["torch", "keras"])
+def test_a_resume_that_loses_the_dropout_generators_is_caught(fw, frameworks, monkeypatch):
+    """The check above can fail: a restore that leaves the dropout generators as a fresh session has them
+    (torch: the global RNG; Keras: the SeedGenerator variables) continues to other weights."""
+    resumer = importlib.import_module(f"shared.train.{fw}_resume")
+    restore = resumer.restore
+    if fw == "torch":
+        import torch
+
+        def forgetful(session, arrays, state):
+            fresh = torch.get_rng_state()
+            restore(session, arrays, state)
+            torch.set_rng_state(fresh)
+
+    else:
+
+        def forgetful(session, arrays, state):
+            fresh = [np.asarray(v) for v in session.model.variables if "seed_generator" in v.path]
+            restore(session, arrays, state)
+            for v, value in zip([v for v in session.model.variables if "seed_generator" in v.path], fresh):
+                v.assign(value)
+
+    monkeypatch.setattr(resumer, "restore", forgetful)
+    differ, _ = resume_differs(fw)
+    assert differ
 
 
 # Bad --resume requests, refused before anything is touched.
@@ -236,38 +288,35 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-def start(fw: str, out: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, **ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [
-        sys.executable,
-        "tools/train.py",
-        "zoo/vision/cnn",
-        "--fw",
-        fw,
-        *RECIPE,
-        "--out",
-        str(out),
-        *extra,
-    ]
+def start(fw: str, out: Path, *extra: str, steps=RECIPE, paced: bool = False) -> subprocess.Popen:
+    """tools/train.py in the background; paced: through tests/fixtures/paced_train.py (a pause after each
+    logged step, so that a kill lands between chosen steps; the numbers are the same)."""
+    env = {**os.environ, **ENV, "TF_CPP_MIN_LOG_LEVEL": "3", "ZOO_TEST_STEP_PAUSE": "0.25"}
+    script = "tests/fixtures/paced_train.py" if paced else "tools/train.py"
+    command = [sys.executable, script, "zoo/vision/cnn", "--fw", fw, *steps, "--out", str(out), *extra]
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
-def wait_mid_epoch(proc: subprocess.Popen, out: Path, snapshot_step: int = 14, then: int = 3) -> int:
-    """Wait until a snapshot at or past `snapshot_step` exists and `then` more steps were logged after it
-    (work a kill throws away); returns the snapshot's step."""
-    while True:
+def wait_mid_epoch(
+    proc: subprocess.Popen, out: Path, snapshot_step: int, then: int = 2, timeout: float = 240
+) -> int:
+    """Wait (at most `timeout` seconds) until a snapshot at or past `snapshot_step` exists and `then` more
+    steps were logged after it (work a kill throws away); returns the snapshot's step."""
+
+    def reached():
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-3000:]}"
         try:
             step = json.loads((out / "snapshots" / "latest.json").read_text())["step"]
             logged = len((out / "steps.csv").read_text().splitlines()) - 1
         except (OSError, ValueError, KeyError):
-            step, logged = 0, 0
-        if step >= snapshot_step and logged >= step + then:
-            assert not (out / "result.json").exists()
-            return step
-        time.sleep(0.02)
+            return None
+        return step if step >= snapshot_step and logged >= step + then else None
+
+    step = wait_for(reached, timeout, f"a snapshot at step {snapshot_step} in {out}")
+    assert not (out / "result.json").exists()
+    return step
 
 
 def assert_steps_logged_once(out: Path, steps: int) -> None:
@@ -275,20 +324,28 @@ def assert_steps_logged_once(out: Path, steps: int) -> None:
     assert [int(r.split(",")[0]) for r in rows] == list(range(steps))
 
 
-@pytest.mark.slow
+def final_weights(run: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(run / "checkpoint" / "weights.safetensors"))
+
+
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("fw", ["torch", "keras"])
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(fw, tmp_path):
     """CPU, fp32, --deterministic: SIGKILL after a mid-epoch snapshot, then --resume: the final weights are
-    bitwise those of an uninterrupted run (torch and Keras alike)."""
-    from safetensors.numpy import load_file
-
+    bitwise those of an uninterrupted run (torch and Keras alike), every step is logged once, and the test
+    metrics are equal."""
     whole = start(fw, tmp_path / "whole")
-    assert whole.wait(timeout=1800) == 0, whole.stderr.read()[-3000:]
-    killed = start(fw, tmp_path / "killed")
-    step = wait_mid_epoch(killed, tmp_path / "killed")
+    killed = start(fw, tmp_path / "killed", paced=True)  # both at once: the machine has 2 cores
+    step = wait_mid_epoch(killed, tmp_path / "killed", snapshot_step=3 * SNAPSHOT_EVERY)
     killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert 0 < step % 44 and not (tmp_path / "killed" / "checkpoint").exists()
+    killed.wait(timeout=60)
+    assert 0 < step % STEPS_PER_EPOCH and not (tmp_path / "killed" / "checkpoint").exists()
+    logged = len((tmp_path / "killed" / "steps.csv").read_text().splitlines()) - 1
+    assert logged > step  # the kill threw work away
+    _, stderr = whole.communicate(timeout=300)
+    assert whole.returncode == 0, stderr[-3000:]
     proc = run_tool(
         "tools/train.py",
         "zoo/vision/cnn",
@@ -300,17 +357,16 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(fw, tmp_path):
         "1",
         "--no-progress",
         "--snapshot-every",
-        "7",
+        str(SNAPSHOT_EVERY),
         "--deterministic",
         env=ENV,
-        timeout=1800,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a = load_file(str(tmp_path / "whole" / "checkpoint" / "weights.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "checkpoint" / "weights.safetensors"))
+    a, b = final_weights(tmp_path / "whole"), final_weights(tmp_path / "killed")
     assert sorted(a) == sorted(b)
     assert all(np.array_equal(a[k], b[k]) for k in a), max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-    assert_steps_logged_once(tmp_path / "killed", 88)
+    assert_steps_logged_once(tmp_path / "killed", 2 * STEPS_PER_EPOCH)
     results = [json.loads((tmp_path / r / "result.json").read_text())["test"] for r in ("whole", "killed")]
     assert results[0] == results[1]
 
@@ -321,14 +377,14 @@ def test_a_worker_killed_once_under_max_restarts_finishes(fw, extra, tmp_path):
     """torch: torchrun's elastic agent restarts the 2 workers; Keras: tools/train.py's supervisor restarts
     its process. Either way the run resumes from its last snapshot and logs every step once."""
     out = tmp_path / "run"
-    proc = start(fw, out, "--max-restarts", "1", *extra)
-    wait_mid_epoch(proc, out)
+    proc = start(fw, out, "--max-restarts", "1", *extra, steps=LONG_RECIPE)
+    wait_mid_epoch(proc, out, snapshot_step=14, then=3, timeout=1800)
     workers = children(proc.pid)  # torch: torchrun's workers; Keras: the supervised process
     assert len(workers) == (2 if fw == "torch" else 1)
     os.kill(workers[-1], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=1800)
     assert proc.returncode == 0, stderr[-3000:]
-    assert json.loads((out / "result.json").read_text())["steps"] == 88
-    assert_steps_logged_once(out, 88)
+    assert json.loads((out / "result.json").read_text())["steps"] == 2 * LONG_STEPS_PER_EPOCH
+    assert_steps_logged_once(out, 2 * LONG_STEPS_PER_EPOCH)
     if fw == "keras":
         assert "restarting from the last snapshot (1/1)" in stderr

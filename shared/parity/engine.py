@@ -17,6 +17,11 @@ at the torch twin's weights on that step's batch (tier 1's gradient check, on tr
 data). The first probe that differs names the step and the tensor where a bug enters; if none differs,
 the update (optimizer, weight decay, clipping) or float32 drift parted the runs.
 
+Why a loop of its own next to shared/parity/trainers.py (which runs the trainers users run): stepping both
+twins here, one optimizer step at a time, is what lets a float64 probe recompute both gradients at identical
+weights on the very batch where the runs part, and so name the step and tensor of a bug. trainers.py says
+whether the trainers differ; this engine, where.
+
 Framework-free: the frameworks are reached through the spec and the trainers' loss_and_grads /
 make_optimizer, as in shared/crosscheck.py, and imported only when a run starts.
 """

@@ -365,6 +365,8 @@ class _StepCallback(keras.callbacks.Callback):
             s.lr = lr_at(s.config, s.step, s.total_steps)
             s.step += 1
             self.reported = batch + 1
+            if s.grad_norm_variable is not None:  # the last step's norm: per step with sync_every=1
+                s.grad_norm = float(ops.convert_to_numpy(s.grad_norm_variable))
             if self.on_step:
                 self.on_step(s.step - 1, loss, s.lr)
 
@@ -417,6 +419,7 @@ class Session:
         sync_bn: bool = False,
         adapt=None,
         sync_every: int = 1,
+        track_grad_norm: bool = False,
     ):
         """sync_every: on_step sees the session's state after step s whenever (s + 1) % sync_every == 0;
         1 (the default): after every step; 0: only at epoch ends (and every READ_EVERY steps, later).
@@ -442,6 +445,26 @@ class Session:
                 optimizer=self.optimizer, jit_compile=compile or runtime.backend == "jax"
             )
         self.step, self.lr, self.sync_every = 0, lr_at(config, 0, total_steps), sync_every
+        # Opt-in (shared/parity/trainers.py): on_step may read the global norm of the step's gradient
+        # (after clipping, as the update applied it), in float64.
+        self.grad_norm, self.grad_norm_variable = None, None
+        if track_grad_norm:
+            self._track_grad_norm()
+
+    def _track_grad_norm(self) -> None:
+        """Measure the gradient where the optimizer clips it (its one per-step hook with all gradients)."""
+        with self.runtime.scope():
+            norm = self.grad_norm_variable = keras.Variable(0.0, dtype="float64", trainable=False)
+        clip = self.optimizer._clip_gradients
+
+        def clip_and_measure(grads):
+            grads = clip(grads)
+            norm.assign(
+                ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float64"))) for g in grads if g is not None))
+            )
+            return grads
+
+        self.optimizer._clip_gradients = clip_and_measure
 
     def build_optimizer(self) -> None:
         """Create the optimizer's variables now (fit would create them at its first step)."""

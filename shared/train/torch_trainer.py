@@ -170,6 +170,13 @@ def train_step(
     return loss.detach()
 
 
+def gradient_norm(model: torch.nn.Module) -> float:
+    """The global L2 norm of the parameters' current gradients, in float64."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norms = [torch.linalg.vector_norm(g.to_dense() if g.is_sparse else g, dtype=torch.float64) for g in grads]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
 class Session:
     """A model, its optimizer and schedule, trained on numpy batches from a given position.
 
@@ -188,6 +195,7 @@ class Session:
         compile: bool = False,
         sync_bn: bool = False,
         adapt=None,
+        track_grad_norm: bool = False,
     ):
         self.spec, self.config, self.device, self.world = spec, config, runtime.device, runtime.world
         self.precision, self.impl = precision, spec.impl("torch")
@@ -219,6 +227,9 @@ class Session:
         )
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.step = 0
+        # Opt-in (shared/parity/trainers.py): on_step may read the global norm of the step's gradient
+        # (after clipping, as the update applied it), in float64.
+        self.track_grad_norm, self.grad_norm = track_grad_norm, None
 
     def train_epoch(self, iterator, epoch: int, start: int = 0, on_step=None, progress: bool = True) -> float:
         """Train on the epoch's batches from `start` (the iterator gives this rank its slices); returns their
@@ -226,7 +237,7 @@ class Session:
         update on the CPU, at the next read of the losses on a GPU (every `read_every` steps, counted from
         step 0 of the run, and at the epoch's end)."""
         self.model.train()
-        losses, pending = [], []  # pending: (step, loss on the device, lr) not yet read
+        losses, pending = [], []  # pending: (step, loss on the device, lr, grad norm) not yet read
         bar = tqdm(
             desc=f"torch epoch {epoch + 1}",
             unit="batch",
@@ -238,11 +249,12 @@ class Session:
         def read() -> None:
             if not pending:
                 return
-            values = torch.stack([loss.float() for _, loss, _ in pending])
+            values = torch.stack([loss.float() for _, loss, _, _ in pending])
             if self.world.distributed:
                 values = torch_parallel.mean_over_ranks(values)
-            for (step, _, lr), value in zip(pending, values.tolist()):
+            for (step, _, lr, norm), value in zip(pending, values.tolist()):
                 losses.append(value)
+                self.grad_norm = norm
                 if on_step:
                     on_step(step, value, lr)
             bar.update(len(pending))
@@ -266,7 +278,8 @@ class Session:
                     scaler=self.scaler,
                 )
                 self.scheduler.step()
-                pending.append((self.step, loss, lr))
+                norm = gradient_norm(self.model) if self.track_grad_norm else None  # opt-in: a host read
+                pending.append((self.step, loss, lr, norm))
                 self.step += 1
                 if self.step % self.read_every == 0:
                     read()
