@@ -25,6 +25,7 @@
 #   tools/gpu_check.sh                                    # on the GPU machine (.whl/ installed when needed)
 #   ALLOW_CPU=1 tools/gpu_check.sh                        # dry run on the CPU: tiny sizes, same sections
 #   SECTIONS="twins small" BUDGET_S=200 tools/gpu_check.sh
+#   SECTIONS=literal LITERAL_FWS=keras LITERAL_S=200 tools/gpu_check.sh   # one literal command, longer limit
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu-check}"
@@ -218,11 +219,11 @@ PYTHON
 fi
 
 if wants literal; then
-  for fw in torch keras; do
+  for fw in ${LITERAL_FWS:-torch keras}; do
     folder="runs/nlp-seq2seq-$fw"  # the commands' default --out: replaced only when it is a run folder
     if [ -f "$folder/run.json" ] || [ -f "$folder/result.json" ]; then rm -rf "$folder"; fi
     t0=$SECONDS
-    section "literal-$fw" 80 "$PY" tools/train.py zoo/nlp/seq2seq --fw "$fw" --gpus "$GPU" "${LITERAL_EXTRA[@]}" \
+    section "literal-$fw" "${LITERAL_S:-80}" "$PY" tools/train.py zoo/nlp/seq2seq --fw "$fw" --gpus "$GPU" "${LITERAL_EXTRA[@]}" \
       > "$OUT/literal-$fw.log" 2>&1
     tail -n 5 "$OUT/literal-$fw.log" | tr '\r' '\n' | tail -n 5
     "$PY" - "$OUT" "$fw" "$folder" "$((SECONDS - t0))" "$GPU" <<'PYTHON'
