@@ -178,6 +178,8 @@ def device_batches(
     """The batches as device tensors, in order: prepared ahead by a helper thread on a CUDA device,
     converted one by one when asked on any other device."""
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda": the current device, by its index
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda" and depth > 0:
         return CudaPrefetcher(batches, convert, device, depth)
     return (convert(batch) for batch in batches)
