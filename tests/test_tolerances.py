@@ -93,7 +93,7 @@ def test_curve_band_fails_on_a_keras_optimizer_bug(digits, monkeypatch):
     monkeypatch.setattr(
         keras_trainer,
         "make_optimizer",
-        lambda c: make(c.__class__(**{**vars(c), "adam_beta1": 0.5})),
+        lambda c, *rest: make(c.__class__(**{**vars(c), "adam_beta1": 0.5}), *rest),
     )
     band, step = verdict.curve_band(trainers.run(CNN, config, splits=splits)["records"])
     assert band > verdict.CURVE_BAND, (band, step)

@@ -69,7 +69,9 @@ def adam_beta1(value):
 
         make = keras_trainer.make_optimizer
         monkeypatch.setattr(
-            keras_trainer, "make_optimizer", lambda c: make(c.__class__(**{**vars(c), "adam_beta1": value}))
+            keras_trainer,
+            "make_optimizer",
+            lambda c, *rest: make(c.__class__(**{**vars(c), "adam_beta1": value}), *rest),
         )
 
     return bug
@@ -103,7 +105,9 @@ def keras_gradient_unclipped(monkeypatch):
 
     make = keras_trainer.make_optimizer
     monkeypatch.setattr(
-        keras_trainer, "make_optimizer", lambda c: make(c.__class__(**{**vars(c), "grad_clip_norm": 0.0}))
+        keras_trainer,
+        "make_optimizer",
+        lambda c, *rest: make(c.__class__(**{**vars(c), "grad_clip_norm": 0.0}), *rest),
     )
 
 

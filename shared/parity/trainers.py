@@ -118,7 +118,7 @@ def run(
     def on_keras(step, loss, lr):
         records[step].update(
             loss_keras=loss,
-            lr_keras=float(ops.convert_to_numpy(k.optimizer.learning_rate)),
+            lr_keras=float(ops.convert_to_numpy(k.schedule(step))),  # the rate the optimizer applied
             lr_keras_schedule=lr,
             grad_norm_keras=k.grad_norm,
         )

@@ -433,7 +433,8 @@ class Session:
                 adapt(self.model)  # trainable flags set before compile
             if sync_bn and runtime.strategy is not None:  # JAX's DataParallel: always the global batch
                 synchronize_batch_norm(self.model)
-            self.optimizer = make_optimizer(config, PerStepSchedule(config, total_steps))
+            self.schedule = PerStepSchedule(config, total_steps)  # what the compiled step reads
+            self.optimizer = make_optimizer(config, self.schedule)
             self.module = TrainModule(
                 self.model,
                 self.impl,
