@@ -310,7 +310,10 @@ def replicas_disagree(one, two, w1: dict, w2: dict) -> list[str]:
         # asked; reproducible, not investigated yet. strict: the day it passes, this mark must go.
         pytest.param(
             "keras",
-            marks=pytest.mark.xfail(strict=True, reason="first losses 3.12e-5 apart > 1e-5 (open)"),
+            marks=[
+                pytest.mark.slow,  # a known failure costs 33 s of make test; make test-all keeps it
+                pytest.mark.xfail(strict=True, reason="first losses 3.12e-5 apart > 1e-5 (open)"),
+            ],
         ),
     ],
 )
