@@ -32,8 +32,12 @@ train: setup
 	$(PY) tools/evaluate.py runs/cnn-keras --fw torch --json > runs/cnn-keras/evaluated-in-torch.json
 	$(PY) tools/summary.py runs/cnn-torch runs/cnn-keras
 
+# pytest-xdist workers: one per core, at most 4 (each holds torch, TensorFlow and JAX, 1-2 GB), whole test
+# files per worker so that module fixtures are built once; each worker computes on its share of the cores
+# (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=25
+	$(PY) -m pytest -m "not slow" -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 test-all: setup browser
 	$(PY) -m pytest -q

@@ -13,8 +13,19 @@ from pathlib import Path
 import pytest
 
 from shared.frameworks import load_both
+from shared.train.threads import default_threads
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `make test` runs the suite in pytest-xdist workers, one per core (two on the 2-core CI machine): each
+# worker, and every process it starts, then computes on its share of the cores, and idle OpenMP threads sleep
+# (shared/train/threads.py), so that the workers do not take each other's cores. Set before the frameworks
+# load; an OMP_NUM_THREADS already set is kept.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+TEST_THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ["OMP_NUM_THREADS"])
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 load_both()  # torch before TensorFlow, Triton kept out: the order that does not crash (shared/frameworks.py)
 os.environ.setdefault("PYTHONHASHSEED", "0")
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +102,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
 def frameworks():
     """torch and Keras (loaded in conftest's order), with fixed thread counts."""
     torch, keras = load_both()
-    torch.set_num_threads(2)
+    torch.set_num_threads(default_threads())  # OMP_NUM_THREADS under xdist, else this process's cores
     return keras, torch
 
 

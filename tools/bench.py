@@ -46,8 +46,10 @@ import time
 from pathlib import Path
 
 import _path  # noqa: F401
+import numpy as np
 
 from shared.cli import Parser, check_fw, main_wrapper, positive_int
+from shared.data.columns import Split
 from shared.data.iterator import BatchIterator
 from shared.errors import UserError
 from shared.markdown import replace_block
@@ -112,16 +114,36 @@ def median_rate(block, examples_per_block: int, repeats: int) -> dict:
 _POOLS: dict = {}
 
 
+def as_stored(arrays: dict[str, np.ndarray], seed: int = 1) -> Split:
+    """Synthetic examples as the zoo's datasets store them, so that the trainer reads, moves and converts
+    what it would on real data: images uint8 with the image tasks' decode (cast, /255, standardise per
+    channel), segmentation masks uint8 cast back to their dtype; other columns as generated."""
+    rng = np.random.default_rng(seed)
+    raw, decode = {}, {}
+    for key, value in arrays.items():
+        if key == "image" and value.dtype.kind == "f" and value.ndim == 4:
+            channels = value.shape[-1]
+            raw[key] = rng.integers(0, 256, size=value.shape, dtype=np.uint8)
+            decode[key] = [("cast", "float32"), ("div", 255.0), ("sub", [0.5] * channels),
+                           ("div", [0.25] * channels)]  # fmt: skip
+        elif key == "mask" and value.dtype.kind in "iu" and 0 <= value.min() <= value.max() < 256:
+            raw[key], decode[key] = value.astype(np.uint8), [("cast", value.dtype.name)]
+        else:
+            raw[key] = value
+    return Split(raw, decode)
+
+
 def pool_iterator(spec, config, batch_size: int, steps: int):
-    """A BatchIterator of synthetic examples holding `steps` batches (fewer where that would pass
-    POOL_BYTES); returns (iterator, its batches per epoch)."""
+    """A BatchIterator of synthetic examples, stored as datasets store them (as_stored), holding `steps`
+    batches (fewer where that would pass POOL_BYTES); returns (iterator, its batches per epoch)."""
     key = (spec.name, repr(config), batch_size, steps)
     if key not in _POOLS:  # one pool per config: the precisions measured after each other share it
         _POOLS.clear()
-        one = spec.example_batch(config, batch_size=batch_size, seed=1)
+        one = as_stored(spec.example_batch(config, batch_size=batch_size, seed=1)).raw
         per_batch = sum(v.nbytes for v in one.values())
         batches = max(1, min(steps, POOL_BYTES // max(per_batch, 1)))
-        _POOLS[key] = (spec.example_batch(config, batch_size=batch_size * batches, seed=1), batches)
+        examples = spec.example_batch(config, batch_size=batch_size * batches, seed=1)
+        _POOLS[key] = (as_stored(examples), batches)
     arrays, batches = _POOLS[key]
     return BatchIterator(arrays, batch_size, seed=config.seed), batches
 

@@ -2,8 +2,11 @@
 
 `to_tensors(batch, decode)` converts stored columns (shared/data/columns.py decodes) with Keras ops on the
 backend's device. `StreamBatches` is one epoch fetched on demand: Keras' PyDataset runs __getitem__ in a
-worker thread ahead of the step, each call reading one batch's rows and decoding them in numpy (fit's
-input adapter hands the backend host arrays; the values equal the device decode's).
+worker thread ahead of the step, each call reading one batch's rows. By default it decodes them in numpy;
+the trainer asks for the columns that a decode widens (uint8 images to float32) as stored instead
+(`device_decode`), and its TrainModule decodes them inside the compiled step with `decode_columns`: a
+quarter of the bytes cross to the device and the host does no per-pixel arithmetic. The values equal the
+numpy decode's (the same IEEE float32 steps).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from shared.data.columns import operand
+from shared.data.columns import decode_array, operand, output_dtype
 
 
 def decode_tensor(tensor, ops):
@@ -31,6 +34,27 @@ def decode_tensor(tensor, ops):
         else:
             raise ValueError(f"unknown decode operation {op!r}")
     return tensor
+
+
+def widened(stored: dict, decode: dict) -> dict:
+    """{column: (stored dtype, its decode)} for the decoded columns whose dtype the decode changes: those
+    can be decoded on the device, where a batch's dtype tells stored rows from decoded ones."""
+    out = {}
+    for k, ops in decode.items():
+        dtype = np.dtype(stored[k].dtype)
+        if output_dtype(dtype, ops) != dtype:
+            out[k] = (dtype, list(ops))
+    return out
+
+
+def decode_columns(batch: dict, device_decode: dict) -> dict:
+    """A batch dict of tensors with the `widened` columns that still have their stored dtype decoded (Keras
+    ops, traceable inside a compiled step); decoded columns and others pass unchanged."""
+    out = dict(batch)
+    for k, (dtype, ops) in device_decode.items():
+        if k in out and keras.backend.standardize_dtype(out[k].dtype) == dtype.name:
+            out[k] = decode_tensor(out[k], ops)
+    return out
 
 
 def to_tensors(batch: dict[str, np.ndarray], decode: dict | None = None) -> dict:
@@ -60,9 +84,11 @@ class StreamBatches(keras.utils.PyDataset):
     """The batches of `epoch` from `start`, in the iterator's order, read when Keras asks for them (its
     worker thread keeps up to `max_queue_size` ahead): nothing of the epoch is held beyond those."""
 
-    def __init__(self, iterator, epoch: int, start: int = 0, max_queue_size: int = 4):
+    def __init__(self, iterator, epoch: int, start: int = 0, max_queue_size: int = 4, device_decode=()):
+        """device_decode: columns handed over as stored (a BatchIterator's; the consumer decodes them)."""
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         self.iterator, self.epoch, self.start = iterator, epoch, start
+        self.device_decode = set(device_decode)
         self._sequential, self._next = None, 0  # for iterators without random access (batch(epoch, b))
 
     def __len__(self) -> int:
@@ -71,6 +97,12 @@ class StreamBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if not 0 <= index < len(self):
             raise IndexError(index)
+        if self.device_decode and hasattr(self.iterator, "raw_batch"):
+            raw, decode = self.iterator.raw_batch(self.epoch, self.start + index), self.iterator.decode
+            return {
+                k: decode_array(v, decode[k]) if k in decode and k not in self.device_decode else v
+                for k, v in raw.items()
+            }
         if hasattr(self.iterator, "batch"):
             return self.iterator.batch(self.epoch, self.start + index)
         if self._sequential is None or index != self._next:  # one worker asks in order

@@ -32,7 +32,7 @@ import numpy as np
 from keras import ops
 
 from shared.data.iterator import BatchIterator
-from shared.data.keras_data import StreamBatches, to_tensors
+from shared.data.keras_data import StreamBatches, decode_columns, to_tensors, widened
 from shared.errors import UserError
 from shared.frameworks import KERAS_BACKENDS, native_logs_quiet
 from shared.train.distributed import World, restart_count, tf_config_world
@@ -254,9 +254,10 @@ class TrainModule(keras.Model):
         super().__init__(name="train_module")
         self.net, self.impl, self.config, self.replicas = net, impl, config, replicas
         self.multi_worker = multi_worker
+        self.device_decode: dict = {}  # columns fit hands over as stored (keras_data.widened), decoded here
 
     def call(self, batch, training=False):
-        return self.impl.call(self.net, batch, training=training)
+        return self.impl.call(self.net, decode_columns(batch, self.device_decode), training=training)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras 3.15 builds on the first distributed batch reduced as one nested structure, which
@@ -284,7 +285,7 @@ class TrainModule(keras.Model):
             k: ops.cast(v, "float32") if keras.backend.standardize_dtype(v.dtype) in half else v
             for k, v in y_pred.items()
         }
-        loss = self.impl.compute_loss(y_pred, x, self.config)
+        loss = self.impl.compute_loss(y_pred, decode_columns(x, self.device_decode), self.config)
         loss = loss + ops.sum(self.net.losses) if self.net.losses else loss
         return loss / self.replicas if self.replicas > 1 else loss
 
@@ -518,7 +519,10 @@ class Session:
         if self.runtime.strategy is not None:
             data = self._replica_batches(iterator, epoch, start)
         else:
-            data = StreamBatches(iterator, epoch, start)
+            # uint8 images cross to the device as stored and are decoded in the compiled step
+            self.module.device_decode = widened(iterator.stored, iterator.decode) if hasattr(
+                iterator, "stored") else {}  # fmt: skip
+            data = StreamBatches(iterator, epoch, start, device_decode=self.module.device_decode)
         callback = _StepCallback(self, on_step)
         with self.runtime.scope():
             self.module.fit(
