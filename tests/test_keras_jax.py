@@ -167,3 +167,31 @@ def test_keras_schedule_gives_torch_lambda_lr_every_step(schedule, frameworks):
         assert float(keras.ops.convert_to_numpy(ours(step))) == pytest.approx(theirs, rel=1e-7), step
         optimizer.step()
         lambda_lr.step()
+
+
+def test_columns_decoded_in_a_jax_compiled_step_are_numpy_bits():
+    """The Keras trainer decodes uint8 images inside the compiled step (shared/data/keras_data.py): under
+    jax.jit the values are numpy's, bit for bit, where XLA's arithmetic would differ in the last bit (it
+    multiplies by a divisor's reciprocal); a mask's cast decodes exactly too."""
+    code = """
+import sys; sys.modules['triton'] = None
+import jax, numpy as np
+from shared.data.columns import decode_array
+from shared.data.keras_data import decode_columns, decode_tensor, widened
+image = [("cast", "float32"), ("div", 255.0), ("sub", [0.3, 0.4, 0.5]), ("div", [0.2, 0.25, 0.3])]
+rng = np.random.default_rng(0)
+batch = {"image": rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+         "mask": rng.integers(0, 4, (4, 8, 8), dtype=np.uint8)}
+decode = {"image": image, "mask": [("cast", "int64")]}
+device = widened(batch, decode)
+out = jax.jit(lambda b: decode_columns(b, device))(batch)
+arithmetic = jax.jit(lambda x: decode_tensor(x, image))(batch["image"])
+for k in batch:
+    want = decode_array(batch[k], decode[k])
+    assert np.asarray(out[k]).dtype == want.dtype, (k, np.asarray(out[k]).dtype)
+    assert np.array_equal(np.asarray(out[k]), want), k
+print(int((np.asarray(arithmetic) != decode_array(batch["image"], image)).sum()))
+"""
+    proc = run_tool("-c", code, cwd=ROOT, env={**JAX_ENV, "JAX_ENABLE_X64": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[-1]) > 0  # the arithmetic decode does differ: the table is what keeps the bits

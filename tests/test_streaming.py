@@ -259,6 +259,50 @@ def test_keras_streams_the_epoch_batch_by_batch(frameworks):
     assert_same_batches([sequential[i] for i in range(len(sequential))], list(iterator.batches(1, 2)))
 
 
+def decode_in_step_weights(monkeypatch, in_step: bool) -> tuple[list, list]:
+    """One Keras trainer epoch on small roads: (the weights after it, the dtypes of each batch fit got);
+    in_step=False hands fit numpy-decoded batches, as before the columns were decoded in the step."""
+    from shared.data import load
+    from shared.data.keras_data import StreamBatches
+    from shared.models import get_spec
+    from shared.tasks import perception
+    from shared.train import keras_trainer
+
+    dataset = load(f"roads:{H}x{W},train=48,validation=3,test=3")
+    config = perception_config(width=4, stage_blocks=(1, 1), steering_hidden=(8,), batch_size=16, epochs=1)
+    splits, _ = perception.prepare(dataset, config)
+    iterator = BatchIterator(splits["train"], config.batch_size, seed=0)
+    dtypes, getitem = [], StreamBatches.__getitem__
+
+    def recorded(self, index):
+        batch = getitem(self, index)
+        dtypes.append({k: v.dtype.name for k, v in batch.items()})
+        return batch
+
+    monkeypatch.setattr(StreamBatches, "__getitem__", recorded)
+    if not in_step:
+        monkeypatch.setattr(keras_trainer, "widened", lambda stored, decode: {})
+    spec = get_spec("driving/perception")
+    session = keras_trainer.Session(spec, config, keras_trainer.setup(0, 1, 0), total_steps=len(iterator))
+    session.train_epoch(iterator, 0, progress=False)
+    return [np.asarray(v.numpy()) for v in session.model.weights], dtypes
+
+
+def test_keras_trainer_decodes_stored_columns_in_the_step_to_the_same_weights(cache, monkeypatch, frameworks):
+    """fit gets uint8 images and masks as stored and the compiled step decodes them: an epoch ends with
+    the weights, bit for bit, of the same epoch fed batches decoded in numpy."""
+    in_step, in_step_dtypes = decode_in_step_weights(monkeypatch, True)
+    monkeypatch.undo()
+    monkeypatch.setenv("ZOO_DATA_CACHE", str(cache))
+    on_host, on_host_dtypes = decode_in_step_weights(monkeypatch, False)
+    assert {"image": "uint8", "mask": "uint8", "steering": "float32"} in in_step_dtypes
+    assert all(d["image"] == "uint8" and d["mask"] == "uint8" for d in in_step_dtypes)
+    assert all(d["image"] == "float32" and d["mask"] == "int64" for d in on_host_dtypes)
+    assert len(in_step) == len(on_host)
+    for a, b in zip(in_step, on_host):
+        np.testing.assert_array_equal(a, b, strict=True)
+
+
 # ----------------------------------------------------------------------------------------- memory (slow)
 def probe(*args: str) -> list[dict]:
     proc = subprocess.run(

@@ -4,9 +4,9 @@
 backend's device. `StreamBatches` is one epoch fetched on demand: Keras' PyDataset runs __getitem__ in a
 worker thread ahead of the step, each call reading one batch's rows. By default it decodes them in numpy;
 the trainer asks for the columns that a decode widens (uint8 images to float32) as stored instead
-(`device_decode`), and its TrainModule decodes them inside the compiled step with `decode_columns`: a
-quarter of the bytes cross to the device and the host does no per-pixel arithmetic. The values equal the
-numpy decode's (the same IEEE float32 steps).
+(`device_decode`), and its TrainModule decodes them inside the compiled step with `decode_columns` (a
+uint8 column through a 256-entry lookup table of numpy's values): a quarter of the bytes cross to the
+device, the host does no per-pixel arithmetic, and the values are numpy's, bit for bit.
 """
 
 from __future__ import annotations
@@ -36,14 +36,32 @@ def decode_tensor(tensor, ops):
     return tensor
 
 
+def lookup_table(ops) -> np.ndarray:
+    """A uint8 column's decode as a (256, channels) table: row v holds the decode of the value v in each
+    channel (the operands broadcast on the last axis), computed by numpy. Looking values up gives numpy's
+    bits exactly, which arithmetic in a compiled step does not: XLA and TensorFlow's graph optimiser turn a
+    division into a multiplication by the reciprocal (1-ulp differences)."""
+    channels = max([operand(arg).size for op, arg in ops if op != "cast"] or [1])
+    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], channels, axis=1)
+    return np.ascontiguousarray(decode_array(values, ops))
+
+
 def widened(stored: dict, decode: dict) -> dict:
-    """{column: (stored dtype, its decode)} for the decoded columns whose dtype the decode changes: those
-    can be decoded on the device, where a batch's dtype tells stored rows from decoded ones."""
+    """{column: (stored dtype, decode, lookup table or None)} for the columns a trainer may hand over as
+    stored and decode in its compiled step: those whose decode changes the dtype (a batch's dtype then
+    tells stored rows from decoded ones) and is exact there: casts only, or a uint8 column (decoded by
+    its lookup_table). Other columns are decoded on the host."""
     out = {}
     for k, ops in decode.items():
         dtype = np.dtype(stored[k].dtype)
-        if output_dtype(dtype, ops) != dtype:
-            out[k] = (dtype, list(ops))
+        if output_dtype(dtype, ops) == dtype:
+            continue
+        if all(op == "cast" for op, _ in ops):
+            out[k] = (dtype, list(ops), None)
+        elif dtype == np.uint8:
+            table = lookup_table(ops)
+            if table.shape[1] == 1 or table.shape[1] == stored[k].shape[-1]:
+                out[k] = (dtype, list(ops), table)
     return out
 
 
@@ -51,9 +69,17 @@ def decode_columns(batch: dict, device_decode: dict) -> dict:
     """A batch dict of tensors with the `widened` columns that still have their stored dtype decoded (Keras
     ops, traceable inside a compiled step); decoded columns and others pass unchanged."""
     out = dict(batch)
-    for k, (dtype, ops) in device_decode.items():
-        if k in out and keras.backend.standardize_dtype(out[k].dtype) == dtype.name:
+    for k, (dtype, ops, table) in device_decode.items():
+        if k not in out or keras.backend.standardize_dtype(out[k].dtype) != dtype.name:
+            continue
+        if table is None:
             out[k] = decode_tensor(out[k], ops)
+            continue
+        channels = table.shape[1]
+        index = keras.ops.cast(out[k], "int32")
+        if channels > 1:
+            index = index * channels + keras.ops.arange(channels, dtype="int32")
+        out[k] = keras.ops.take(keras.ops.convert_to_tensor(table.reshape(-1)), index)
     return out
 
 
