@@ -78,7 +78,6 @@ def reseal(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-
 def first_line_is_the_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """The error is the first thing printed, and the only line of stderr."""
     assert_one_line_error(proc, *needles)
