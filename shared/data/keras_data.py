@@ -1,8 +1,8 @@
 """numpy batches -> what keras.Model.fit consumes: a PyDataset over the framework-free iterator's batches.
 
 `to_tensors(batch, decode)` converts stored columns (shared/data/columns.py decodes) with Keras ops on the
-backend's device. `StreamBatches` is one epoch fetched on demand: Keras' PyDataset runs __getitem__ in a
-worker thread ahead of the step, each call reading one batch's rows. By default it decodes them in numpy;
+backend's device. `StreamBatches` is one epoch fetched on demand: Keras' PyDataset runs __getitem__ in
+worker threads ahead of the step, each call reading one batch's rows. By default it decodes them in numpy;
 the trainer asks for the columns that a decode widens (uint8 images to float32) as stored instead
 (`device_decode`), and its TrainModule decodes them inside the compiled step with `decode_columns` (a
 uint8 column through a 256-entry lookup table of numpy's values): a quarter of the bytes cross to the
@@ -92,11 +92,19 @@ def to_tensors(batch: dict[str, np.ndarray], decode: dict | None = None) -> dict
     return out
 
 
+# Keras' PyDataset prefetches in background threads only with workers > 1 (its OrderedEnqueuer, batches
+# kept in order). With one worker there is no enqueuer: on JAX each batch is then read on the training
+# thread, between steps, and on TensorFlow the dataset is prefetched with tf.data autotuning, whose tuning
+# thread the end of every fit waits for (measured on 2 cores: about 2.5 s of idle CPU after some fits,
+# half of them at random, so a 10-step fit ran at 62 instead of 105-120 examples/s).
+WORKERS = 2
+
+
 class EpochBatches(keras.utils.PyDataset):
     """One epoch of batches, in the iterator's order; each item is the batch dict (x; the loss reads labels)."""
 
     def __init__(self, batches: list[dict[str, np.ndarray]]):
-        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
+        super().__init__(workers=WORKERS, use_multiprocessing=False, max_queue_size=4)
         self._batches = batches
 
     def __len__(self) -> int:
@@ -108,11 +116,13 @@ class EpochBatches(keras.utils.PyDataset):
 
 class StreamBatches(keras.utils.PyDataset):
     """The batches of `epoch` from `start`, in the iterator's order, read when Keras asks for them (its
-    worker thread keeps up to `max_queue_size` ahead): nothing of the epoch is held beyond those."""
+    worker threads keep up to `max_queue_size` ahead): nothing of the epoch is held beyond those."""
 
     def __init__(self, iterator, epoch: int, start: int = 0, max_queue_size: int = 4, device_decode=()):
-        """device_decode: columns handed over as stored (a BatchIterator's; the consumer decodes them)."""
-        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
+        """device_decode: columns handed over as stored (a BatchIterator's; the consumer decodes them).
+        Iterators with random access are read by WORKERS threads ahead of the step; others by one."""
+        workers = WORKERS if hasattr(iterator, "batch") else 1
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         self.iterator, self.epoch, self.start = iterator, epoch, start
         self.device_decode = set(device_decode)
         self._sequential, self._next = None, 0  # for iterators without random access (batch(epoch, b))
