@@ -300,6 +300,11 @@ def replicas_disagree(one, two, w1: dict, w2: dict) -> list[str]:
     return failures
 
 
+def runs_disagree(one, two) -> list[str]:
+    """replicas_disagree for two run folders: their logged losses and final weights."""
+    return replicas_disagree(losses(one), losses(two), weights(one), weights(two))
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     "fw",
@@ -324,12 +329,7 @@ def test_two_cpu_replicas_follow_one_replica(fw, tmp_path):
     one = train(fw, tmp_path / "one", "--sync-bn")
     two = train(fw, tmp_path / "two", "--sync-bn", "--cpu-replicas", "2")
     assert two["replicas"] == 2 and one["replicas"] == 1 and two["steps"] == one["steps"] == 5
-    failures = replicas_disagree(
-        losses(tmp_path / "one"),
-        losses(tmp_path / "two"),
-        weights(tmp_path / "one"),
-        weights(tmp_path / "two"),
-    )
+    failures = runs_disagree(tmp_path / "one", tmp_path / "two")
     assert not failures, failures
     assert layout(tmp_path / "two") == layout(tmp_path / "one")
     assert_written_once(tmp_path / "two", steps=5)
@@ -343,9 +343,7 @@ def test_two_replicas_without_sync_bn_are_told_apart(tmp_path):
     one = tmp_path / "one"
     train("torch", one, "--sync-bn")
     train("torch", tmp_path / "two", "--cpu-replicas", "2")
-    failures = replicas_disagree(
-        losses(one), losses(tmp_path / "two"), weights(one), weights(tmp_path / "two")
-    )
+    failures = runs_disagree(one, tmp_path / "two")
     assert any(f.startswith("first losses differ") for f in failures), failures
 
 
@@ -395,11 +393,6 @@ def test_two_nodes_on_one_machine(fw, tmp_path):
     # passed): two nodes must not change the numbers beyond float32 rounding.
     reference = train(fw, tmp_path / "reference", "--cpu-replicas", "2")
     assert reference["replicas"] == 2
-    failures = replicas_disagree(
-        losses(tmp_path / "reference"),
-        losses(tmp_path / "run"),
-        weights(tmp_path / "reference"),
-        weights(tmp_path / "run"),
-    )
+    failures = runs_disagree(tmp_path / "reference", tmp_path / "run")
     assert not failures, failures
     assert result["test"] == pytest.approx(reference["test"], rel=1e-2)

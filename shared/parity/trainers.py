@@ -40,6 +40,7 @@ from shared.parity.verdict import (
     METRIC_SPREAD,
     metric_summary,
     rel,
+    summary_check,
 )
 
 
@@ -158,12 +159,5 @@ def step_checks(records: list[dict]) -> list[Check]:
 def metric_check(runs: list[dict], metric: str) -> Check:
     """Final `metric` over seeds: |mean_torch - mean_keras| <= METRIC_SPREAD pooled seed std devs, or 1% of
     the metric (verdict.metric_summary's rule); at least 2 seeds."""
-    m = metric_summary(runs)[metric]
-    return Check(
-        f"trainer_final_{metric}",
-        abs(m["difference"]),
-        m["tolerance"],
-        abs(m["difference"]) <= m["tolerance"],
-        f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras {m['keras']['mean']:.4f} ± "
-        f"{m['keras']['std']:.4f} over {len(runs)} seeds (tolerance {METRIC_SPREAD:g} pooled std or 1%)",
-    )
+    note = f" (tolerance {METRIC_SPREAD:g} pooled std or 1%)"
+    return summary_check(f"trainer_final_{metric}", metric_summary(runs)[metric], len(runs), note)

@@ -164,6 +164,18 @@ def metric_summary(runs: list[dict]) -> dict:
     return out
 
 
+def summary_check(name: str, m: dict, seeds: int, note: str = "") -> Check:
+    """The Check of one metric_summary entry: |keras mean - torch mean| within its tolerance."""
+    return Check(
+        name,
+        abs(m["difference"]),
+        m["tolerance"],
+        abs(m["difference"]) <= m["tolerance"],
+        f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras {m['keras']['mean']:.4f} ± "
+        f"{m['keras']['std']:.4f} over {seeds} seeds{note}",
+    )
+
+
 def compare(runs: list[dict], early: list[dict], task) -> tuple[list[Check], dict]:
     """The parity checks over all seeds (main float32 runs and float64 early runs), and the metrics."""
     loss_err, loss_at = _worst(early, lambda r: rel(r["loss_torch"], r["loss_keras"]))
@@ -204,16 +216,7 @@ def compare(runs: list[dict], early: list[dict], task) -> tuple[list[Check], dic
         probe_check([r["first_divergence"] for r in early + runs]),
     ]
     if m["tolerance"] is not None:
-        checks.append(
-            Check(
-                f"final_{task.PRIMARY_METRIC}",
-                abs(m["difference"]),
-                m["tolerance"],
-                abs(m["difference"]) <= m["tolerance"],
-                f"torch {m['torch']['mean']:.4f} ± {m['torch']['std']:.4f}, keras "
-                f"{m['keras']['mean']:.4f} ± {m['keras']['std']:.4f} over {len(runs)} seeds",
-            )
-        )
+        checks.append(summary_check(f"final_{task.PRIMARY_METRIC}", m, len(runs)))
     return checks, metrics
 
 
