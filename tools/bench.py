@@ -55,6 +55,8 @@ from shared.errors import UserError
 from shared.markdown import replace_block
 from shared.models import get_spec
 from shared.recipe import parse_set_flags
+from shared.train.request import SNAPSHOT_EVERY
+from shared.train.run import follow_snapshots
 from shared.train.threads import default_threads, passive_openmp
 from zoo import registry
 
@@ -212,6 +214,7 @@ def torch_trainer_rate(spec, config, device, precision, compile, a) -> dict:
     iterator, steps = pool_iterator(spec, config, a.batch, a.steps)
     session = torch_trainer.Session(spec, config, runtime, total_steps=10**6, precision=precision,
                                     compile=compile)  # fmt: skip
+    follow_snapshots(session, SNAPSHOT_EVERY)  # the loss reads of a tools/train.py run
     epoch = [0]
 
     def block(start=0):
@@ -439,6 +442,7 @@ def keras_trainer_rate(spec, config, gpus, precision, compile, a) -> dict:
     iterator, steps = pool_iterator(spec, config, a.batch, a.steps)
     session = keras_trainer.Session(spec, config, runtime, total_steps=10**6, precision=precision,
                                     compile=compile)  # fmt: skip
+    follow_snapshots(session, SNAPSHOT_EVERY)  # the loss reads of a tools/train.py run
     epoch = [0]
 
     def block(start=0):

@@ -144,6 +144,15 @@ def execute(spec, config, settings: RunSettings) -> dict:
     return finish(run)
 
 
+def follow_snapshots(session, snapshot_every: int) -> None:
+    """Set when a trainer's session hands its losses (and state) to on_step: where snapshots are taken,
+    and otherwise as rarely as each trainer reads them (the host waits for the device only then).
+    tools/bench.py sets its sessions up through this too, so that it times what a run trains with."""
+    if snapshot_every and hasattr(session, "read_every"):  # torch: losses read where snapshots are taken
+        session.read_every = math.gcd(session.read_every, snapshot_every)
+    session.sync_every = snapshot_every  # Keras: steps at which on_step sees the state after the step
+
+
 def prepare(spec, config, settings: RunSettings) -> Run:
     """Everything before the first step: a run its launcher restarted resumes by itself (torchrun's or
     tools/train.py's --max-restarts); the framework and its devices; the request's checks; the data, the
@@ -194,9 +203,7 @@ def prepare(spec, config, settings: RunSettings) -> Run:
         sync_bn=settings.sync_bn,
         adapt=tuned.apply if tuned else None,
     )
-    if settings.snapshot_every and hasattr(session, "read_every"):  # losses read where snapshots are taken
-        session.read_every = math.gcd(session.read_every, settings.snapshot_every)
-    session.sync_every = settings.snapshot_every  # steps at which on_step sees the state after the step
+    follow_snapshots(session, settings.snapshot_every)
     resumer = importlib.import_module(f"shared.train.{settings.fw}_resume")
 
     # Where the run stands: a fresh run starts at epoch 0, batch 0; a resumed one where its snapshot was taken.
