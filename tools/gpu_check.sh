@@ -9,11 +9,11 @@
 #   resnet18   ResNet-18, ImageNet stem, 224 px, batch 128 (tools/bench.py --preset resnet18-224):
 #              torch: plain loop, trainer, torchvision, fp32/bf16           -> bench-resnet18-torch.json
 #              plain loop and torchvision in bf16 + channels_last           -> bench-resnet18-torch-cl.json
-#              trainer bf16 + torch.compile                                 -> bench-resnet18-torch-compile.json
-#              Keras on JAX, then on PyTorch: plain fit, trainer, keras-hub ResNetBackbone, fp32/bf16
-#                                                  -> bench-resnet18-keras-jax.json, bench-resnet18-keras-torch.json
-#   small      every model's smoke config, torch and Keras (PyTorch, then JAX backend): plain loop and trainer,
-#              with the Keras / torch trainer ratio                         -> bench-small.json
+#              Keras on JAX: plain fit, trainer, keras-hub ResNetBackbone, fp32/bf16 -> bench-resnet18-keras-jax.json
+#   small      every model's smoke config, torch and Keras on JAX (the GPU default): plain loop and trainer,
+#              with the Keras / torch trainer ratio, 200-step blocks        -> bench-small.json
+#   resnet18   (the rest, last) Keras on PyTorch                             -> bench-resnet18-keras-torch.json
+#              torch trainer bf16 + torch.compile                           -> bench-resnet18-torch-compile.json
 #   literal    (run second: the mission's commands before the timings) `tools/train.py zoo/nlp/seq2seq --fw torch --gpus 1` and `--fw keras --gpus 1` exactly as
 #              written (KERAS_BACKEND as the caller set it, else the project's default) -> literal-*.log,
 #              literal.json (exit status, seconds, result.json)
@@ -72,7 +72,7 @@ PYTHON
 if [ "$GPU" = 1 ]; then
   RESNET=(--preset resnet18-224)
   TIMING=(--steps 20 --repeats 3 --warmup 5)
-  SMALL_TIMING=(--steps 20 --repeats 3 --warmup 5)
+  SMALL_TIMING=(--steps 200 --repeats 3 --warmup 5)  # a Keras fit call costs ~0.1 s: long blocks (tools/bench.py)
   COMPILE=1
   LITERAL_EXTRA=()
 else  # the dry run: the same commands on tiny sizes; torch.compile (a C++ toolchain, minutes) left out
@@ -257,21 +257,25 @@ if wants resnet18; then
     --json "$OUT/bench-resnet18-torch.json"
   section resnet18-torch-cl 30 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --channels-last \
     --measure plain,peer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-cl.json"
+  section resnet18-keras-jax 70 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend jax \
+    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-jax.json"
+fi
+
+# Keras on JAX (its GPU default) against torch for every model, before the extras below
+if wants small; then
+  section small 90 "${BENCH[@]}" all --smoke --fw torch,keras --keras-backend jax --precision fp32 \
+    --measure plain,trainer "${SMALL_TIMING[@]}" --json "$OUT/bench-small.json"
+fi
+
+if wants resnet18; then
+  section resnet18-keras-torch 60 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend torch \
+    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-torch.json"
   if [ "$COMPILE" = 1 ]; then
     section resnet18-torch-compile 80 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw torch --precision bf16 --compile \
       --measure trainer "${TIMING[@]}" --json "$OUT/bench-resnet18-torch-compile.json"
   else
     echo "== [resnet18-torch-compile] left out of the CPU dry run (DRY_COMPILE=1 runs it)"
   fi
-  section resnet18-keras-jax 70 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend jax \
-    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-jax.json"
-  section resnet18-keras-torch 60 "${BENCH[@]}" vision/cnn "${RESNET[@]}" --fw keras --keras-backend torch \
-    --precision fp32,bf16 "${TIMING[@]}" --json "$OUT/bench-resnet18-keras-torch.json"
-fi
-
-if wants small; then
-  section small 70 "${BENCH[@]}" all --smoke --fw torch,keras --keras-backend torch,jax --precision fp32 \
-    --measure plain,trainer "${SMALL_TIMING[@]}" --json "$OUT/bench-small.json"
 fi
 
 
