@@ -90,6 +90,13 @@ def _torch_stepper(model) -> Stepper:
 def _keras_stepper(model) -> Stepper:
     from keras import ops
 
+    from shared.keras_weights import inference
+
+    encode_fn = inference(model, "encode", lambda src, src_mask: model.encode(src, src_mask))
+    step_fn = inference(
+        model, "decode_step", lambda memory, state, tokens: model.decode_step(memory, state, tokens)
+    )
+
     def tensors(arrays: Arrays) -> dict:
         return {k: ops.convert_to_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
@@ -97,11 +104,12 @@ def _keras_stepper(model) -> Stepper:
         return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in tensors.items() if v is not None}
 
     def encode(src: np.ndarray, src_mask: np.ndarray) -> tuple[Arrays, Arrays]:
-        memory, state = model.encode(**tensors({"src": src, "src_mask": src_mask}))
+        found = tensors({"src": src, "src_mask": src_mask})
+        memory, state = encode_fn(found["src"], found["src_mask"])
         return numpy(memory), numpy(state)
 
     def step(memory: Arrays, state: Arrays, tokens: np.ndarray):
-        logits, state, attention = model.decode_step(
+        logits, state, attention = step_fn(
             tensors(memory), tensors(state), tensors({"tokens": tokens})["tokens"]
         )
         found = numpy({"logits": logits, "attention": attention})

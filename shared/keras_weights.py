@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -78,6 +79,36 @@ def grads_to_canonical(model: keras.Model, rows: Sequence[Row], grads: dict[str,
     return out
 
 
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {name: jitted function}
+
+
+def inference(model: keras.Model, name: str, fn: Callable) -> Callable:
+    """`fn(*args)` (Keras tensors or numpy arrays in, tensors out) for inference with `model`. On the JAX
+    backend it is compiled (jax.jit), once per model, `name` and input shapes, and every call runs on the
+    model's current variable values (passed in through a keras.StatelessScope: weights trained after the
+    compilation are the ones used; what the call would assign is dropped). On the other backends it is
+    `fn` itself: their eager ops are whole kernels, while eager JAX dispatches op by op, many times slower
+    than one compiled program (a translation's validation on a GPU took seconds per epoch that way)."""
+    if keras.backend.backend() != "jax":
+        return fn
+    import jax
+
+    compiled = _COMPILED.setdefault(model, {})
+    if name not in compiled:
+        variables = list(model.variables)
+
+        def pure(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        compiled[name] = (variables, jax.jit(pure))
+    variables, jitted = compiled[name]
+    return lambda *args: jitted([v.value for v in variables], *args)
+
+
 def forward_numpy(impl, model: keras.Model, batch: dict[str, np.ndarray], training: bool) -> dict:
-    outputs = impl.call(model, to_tensors(batch), training=training)
+    if training:  # a train-mode forward may assign (BatchNorm statistics): eager
+        outputs = impl.call(model, to_tensors(batch), training=True)
+    else:
+        outputs = inference(model, "call", lambda b: impl.call(model, b, training=False))(to_tensors(batch))
     return {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in outputs.items()}

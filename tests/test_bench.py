@@ -90,7 +90,10 @@ def test_gpu_check_dry_runs_on_the_cpu_with_tensorflow_hidden(tmp_path):
     assert twins and all(r["passed"] for r in twins)
     small = json.loads((out / "bench-small.json").read_text())
     for fw in ("torch", "keras"):
-        assert {r["model"] for r in small["results"] if r["framework"] == fw} >= {"vision/cnn", "nlp/seq2seq"}, fw
+        assert {r["model"] for r in small["results"] if r["framework"] == fw} >= {
+            "vision/cnn",
+            "nlp/seq2seq",
+        }, fw
     assert not any(s.get("timed_out") for s in sections), sections
     for name in ("bench-resnet18-torch", "bench-resnet18-torch-cl", "bench-resnet18-keras-jax",
                  "bench-resnet18-keras-torch", "bench-small"):  # fmt: skip

@@ -196,3 +196,50 @@ print(int((np.asarray(arithmetic) != decode_array(batch["image"], image)).sum())
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the arithmetic decode does differ: the table is what keeps numpy's bits
     assert int(proc.stdout.split()[-1]) > 0
+
+
+def test_inference_on_jax_is_compiled_and_reads_the_current_weights():
+    """Keras' eval forward and greedy decoding run compiled on JAX (shared/keras_weights.inference): the same
+    outputs as the eager twin, and weights changed after the first compiled call are the ones the next call
+    uses (they are passed in, not baked into the program)."""
+    code = """
+import sys; sys.modules['triton'] = None
+import keras, numpy as np
+from shared import decoding, keras_weights
+from zoo import registry
+assert keras.backend.backend() == "jax"
+calls = []
+for name in ("vision/cnn", "nlp/seq2seq"):
+    spec = registry.get(name)
+    config = spec.config(**spec.smoke_config)
+    model, impl = spec.build("keras", config), spec.impl("keras")
+    batch = spec.example_batch(config, batch_size=3, seed=1)
+
+    def eager():
+        found = impl.call(model, keras_weights.to_tensors(batch), training=False)
+        return {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in found.items()}
+
+    first = spec.forward(model, batch)
+    for k, v in eager().items():
+        np.testing.assert_allclose(first[k], v, rtol=1e-5, atol=1e-6)
+    for variable in model.trainable_variables:  # new weights after the compilation
+        variable.assign(variable.value * 1.5)
+    second = spec.forward(model, batch)
+    for k, v in eager().items():
+        np.testing.assert_allclose(second[k], v, rtol=1e-5, atol=1e-6)
+    key = next(iter(first))
+    assert not np.allclose(first[key], second[key]), key
+    calls.append(sorted(keras_weights._COMPILED[model]))
+stepper = decoding.bind(model, "keras")
+memory, state = stepper.encode(batch["src"], batch["src_mask"])
+logits, state, attention = stepper.step(memory, state, np.full(len(batch["src"]), 1, np.int64))
+want = model.decode_step(*[{k: keras.ops.convert_to_tensor(v) for k, v in d.items()} for d in model.encode(
+    keras.ops.convert_to_tensor(batch["src"]), keras.ops.convert_to_tensor(batch["src_mask"]))],
+    keras.ops.convert_to_tensor(np.full(len(batch["src"]), 1, np.int64)))
+np.testing.assert_allclose(logits, np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+calls.append(sorted(keras_weights._COMPILED[model]))
+print(calls)
+"""
+    proc = run_tool("-W", "ignore", "-c", code, cwd=ROOT, env=JAX_ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[['call'], ['call'], ['call', 'decode_step', 'encode']]"
