@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 
 import keras
@@ -79,7 +78,7 @@ def grads_to_canonical(model: keras.Model, rows: Sequence[Row], grads: dict[str,
     return out
 
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {name: jitted function}
+COMPILED = "_zoo_inference"  # the model attribute holding its compiled inference functions
 
 
 def inference(model: keras.Model, name: str, fn: Callable) -> Callable:
@@ -93,7 +92,10 @@ def inference(model: keras.Model, name: str, fn: Callable) -> Callable:
         return fn
     import jax
 
-    compiled = _COMPILED.setdefault(model, {})
+    compiled = model.__dict__.get(COMPILED)  # on the model: the functions go when it goes
+    if compiled is None:
+        compiled = {}
+        object.__setattr__(model, COMPILED, compiled)  # not a tracked Keras attribute
     if name not in compiled:
         variables = list(model.variables)
 

@@ -201,7 +201,7 @@ print(int((np.asarray(arithmetic) != decode_array(batch["image"], image)).sum())
 def test_inference_on_jax_is_compiled_and_reads_the_current_weights():
     """Keras' eval forward and greedy decoding run compiled on JAX (shared/keras_weights.inference): the same
     outputs as the eager twin, and weights changed after the first compiled call are the ones the next call
-    uses (they are passed in, not baked into the program)."""
+    uses (they are passed in, not baked into the program); a model that goes takes its functions along."""
     code = """
 import sys; sys.modules['triton'] = None
 import keras, numpy as np
@@ -229,7 +229,7 @@ for name in ("vision/cnn", "nlp/seq2seq"):
         np.testing.assert_allclose(second[k], v, rtol=1e-5, atol=1e-6)
     key = next(iter(first))
     assert not np.allclose(first[key], second[key]), key
-    calls.append(sorted(keras_weights._COMPILED[model]))
+    calls.append(sorted(getattr(model, keras_weights.COMPILED)))
 stepper = decoding.bind(model, "keras")
 memory, state = stepper.encode(batch["src"], batch["src_mask"])
 logits, state, attention = stepper.step(memory, state, np.full(len(batch["src"]), 1, np.int64))
@@ -237,7 +237,12 @@ want = model.decode_step(*[{k: keras.ops.convert_to_tensor(v) for k, v in d.item
     keras.ops.convert_to_tensor(batch["src"]), keras.ops.convert_to_tensor(batch["src_mask"]))],
     keras.ops.convert_to_tensor(np.full(len(batch["src"]), 1, np.int64)))
 np.testing.assert_allclose(logits, np.asarray(want[0]), rtol=1e-5, atol=1e-6)
-calls.append(sorted(keras_weights._COMPILED[model]))
+calls.append(sorted(getattr(model, keras_weights.COMPILED)))
+import gc, weakref
+gone = weakref.ref(model)
+del model, stepper, eager
+gc.collect()
+assert gone() is None, "the compiled functions keep their model alive"
 print(calls)
 """
     proc = run_tool("-W", "ignore", "-c", code, cwd=ROOT, env=JAX_ENV)
