@@ -32,6 +32,7 @@ def test_a_tiny_cpu_run_measures_plain_loop_and_trainer_in_both_frameworks(tmp_p
         ratio = row["trainer"]["examples_per_s"] / row["examples_per_s"]
         assert row["trainer_over_plain"] == round(ratio, 3)
         assert row["peer"]["name"] is None and row["peer"]["why"]  # no matrix-factorisation peer
+        assert row["trainer"]["host_input_examples_per_s"] > 0  # the host's side of the input, alone
     assert "keras (torch) / torch trainer, fp32" in proc.stdout
 
     docs = tmp_path / "PERFORMANCE.md"
@@ -47,6 +48,7 @@ def test_a_tiny_cpu_run_measures_plain_loop_and_trainer_in_both_frameworks(tmp_p
     assert cells[3] == "torch" and cells[9] == f"{rows['keras']['trainer_over_plain']:.2f}"
     keras_over_torch = rows["keras"]["trainer"]["examples_per_s"] / rows["torch"]["trainer"]["examples_per_s"]
     assert cells[13] == f"{keras_over_torch:.2f}"
+    assert "; host input alone " in cells[14] and cells[14].endswith(" ex/s"), cells[14]
     again = run_tool("tools/bench.py", "--write-docs", str(out), "--docs", str(docs))
     assert again.returncode == 0 and docs.read_text() == text  # the block is replaced, not appended
 

@@ -13,7 +13,9 @@ For each model, framework (and Keras backend), precision: examples/s of
            on the device; Keras: plain `model.fit` of the twin (keras_trainer.TrainModule) over one
            in-memory batch repeated;
 - trainer: the zoo trainer on the real iterator: `Session.train_epoch` over a BatchIterator of
-           synthetic examples (torch_trainer, or keras_trainer.setup + Session);
+           synthetic examples (torch_trainer, or keras_trainer.setup + Session); beside it, the host's
+           side of that input alone (reads and one copy per batch: host_input_rate), the rate above
+           which the trainer cannot go whatever the device does;
 - peer:    the same architecture from the frameworks' own libraries, in the same plain loop: torchvision's
            ResNet (torch CNN), keras-hub's ResNetBackbone (Keras CNN), torch.nn.Transformer and keras-hub's
            TransformerEncoder/Decoder (transformer). Where no peer has this config's architecture, the
@@ -54,6 +56,7 @@ import numpy as np
 from shared.cli import Parser, check_fw, main_wrapper, positive_int
 from shared.data.columns import Split
 from shared.data.iterator import BatchIterator
+from shared.data.prefetch import stream
 from shared.errors import UserError
 from shared.markdown import replace_block
 from shared.models import get_spec
@@ -114,6 +117,23 @@ def median_rate(block, examples_per_block: int, repeats: int) -> dict:
         rates.append(examples_per_block / (time.perf_counter() - start))
     return {"examples_per_s": round(statistics.median(rates), 2), "spread": [round(min(rates), 2),
             round(max(rates), 2)]}  # fmt: skip
+
+
+def host_input_rate(iterator, steps: int, repeats: int) -> dict:
+    """The host's side of a trainer's input alone, over the same pool: the iterator's reads ahead (the
+    prefetch thread's gathers of stored rows) and one copy of every batch into fresh memory (the torch
+    trainer's page-locked staging does that copy; the Keras trainer hands the gathered arrays on). A
+    trainer slower than its plain loop and near this rate is waiting for its input, not for the device."""
+    epoch = [0]
+
+    def block():
+        rows, _ = stream(iterator, epoch[0])
+        for batch in rows:
+            for value in batch.values():
+                np.copyto(np.empty(value.shape, value.dtype), value)
+        epoch[0] += 1
+
+    return median_rate(block, iterator.batch_size * steps, repeats)
 
 
 _POOLS: dict = {}
@@ -229,7 +249,13 @@ def torch_trainer_rate(spec, config, device, precision, compile, a) -> dict:
     barrier(a)
     result = median_rate(block, a.batch * steps, a.repeats)
     channels_last = device.type == "cuda" and torch_input.is_convolutional(session.model)
-    return {**result, "steps_per_block": steps, "channels_last": channels_last}
+    host = host_input_rate(iterator, steps, a.repeats)["examples_per_s"]
+    return {
+        **result,
+        "steps_per_block": steps,
+        "channels_last": channels_last,
+        "host_input_examples_per_s": host,
+    }
 
 
 def torchvision_resnet(config):
@@ -455,7 +481,9 @@ def keras_trainer_rate(spec, config, gpus, precision, compile, a) -> dict:
     if a.warmup:
         block(max(0, len(iterator) - a.warmup))
     barrier(a)
-    return {**median_rate(block, a.batch * steps, a.repeats), "steps_per_block": steps}
+    result = median_rate(block, a.batch * steps, a.repeats)
+    host = host_input_rate(iterator, steps, a.repeats)["examples_per_s"]
+    return {**result, "steps_per_block": steps, "host_input_examples_per_s": host}
 
 
 def keras_peer_model(spec, config):
@@ -878,6 +906,8 @@ def render(results: list[tuple[str, dict]]) -> str:
                 notes = [r[k] for k in ("error", "plain_error", "trainer_error", "peer_error") if r.get(k)]
                 notes += [f"no peer: {peer['why']}"] if peer.get("why") else []
                 notes += ["channels_last"] if r.get("channels_last") else []
+                host = (r.get("trainer") or {}).get("host_input_examples_per_s")
+                notes += [f"host input alone {rate(host)} ex/s"] if host else []
                 cells = [r["model"], r.get("config", ""), r["framework"], r.get("backend", ""), r["precision"],
                          "yes" if r["compile"] else "no", str(r["batch_size"]), rate(r.get("examples_per_s")),
                          rate((r.get("trainer") or {}).get("examples_per_s")),
