@@ -238,6 +238,9 @@ class Session:
         step 0 of the run, and at the epoch's end)."""
         self.model.train()
         losses, pending = [], []  # pending: (step, loss on the device, lr, grad norm) not yet read
+        total = [
+            0.0
+        ]  # the sum of `losses`, for the bar (a mean over the list at every read grows with the epoch)
         bar = tqdm(
             desc=f"torch epoch {epoch + 1}",
             unit="batch",
@@ -254,11 +257,13 @@ class Session:
                 values = torch_parallel.mean_over_ranks(values)
             for (step, _, lr, norm), value in zip(pending, values.tolist()):
                 losses.append(value)
+                total[0] += value
                 self.grad_norm = norm
                 if on_step:
                     on_step(step, value, lr)
-            bar.update(len(pending))
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+            if not bar.disable:
+                bar.update(len(pending))
+                bar.set_postfix(loss=f"{total[0] / len(losses):.4f}")
             pending.clear()
 
         rows, decode = stream(iterator, epoch, start)  # stored rows read ahead; converted on the device
