@@ -238,9 +238,8 @@ class Session:
         step 0 of the run, and at the epoch's end)."""
         self.model.train()
         losses, pending = [], []  # pending: (step, loss on the device, lr, grad norm) not yet read
-        total = [
-            0.0
-        ]  # the sum of `losses`, for the bar (a mean over the list at every read grows with the epoch)
+        # the sum of `losses`, for the bar (a mean over the list at every read would grow with the epoch)
+        total = [0.0]
         bar = tqdm(
             desc=f"torch epoch {epoch + 1}",
             unit="batch",
