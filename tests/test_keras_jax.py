@@ -209,6 +209,12 @@ from shared import decoding, keras_weights
 from zoo import registry
 assert keras.backend.backend() == "jax"
 calls = []
+
+
+def close(found, want):  # float32 rounding of another summation order, relative to the outputs' scale
+    np.testing.assert_allclose(found, want, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(want))))
+
+
 for name in ("vision/cnn", "nlp/seq2seq"):
     spec = registry.get(name)
     config = spec.config(**spec.smoke_config)
@@ -221,12 +227,12 @@ for name in ("vision/cnn", "nlp/seq2seq"):
 
     first = spec.forward(model, batch)
     for k, v in eager().items():
-        np.testing.assert_allclose(first[k], v, rtol=1e-5, atol=1e-6)
+        close(first[k], v)
     for variable in model.trainable_variables:  # new weights after the compilation
         variable.assign(variable.value * 1.5)
     second = spec.forward(model, batch)
     for k, v in eager().items():
-        np.testing.assert_allclose(second[k], v, rtol=1e-5, atol=1e-6)
+        close(second[k], v)
     key = next(iter(first))
     assert not np.allclose(first[key], second[key]), key
     calls.append(sorted(getattr(model, keras_weights.COMPILED)))
@@ -236,7 +242,7 @@ logits, state, attention = stepper.step(memory, state, np.full(len(batch["src"])
 want = model.decode_step(*[{k: keras.ops.convert_to_tensor(v) for k, v in d.items()} for d in model.encode(
     keras.ops.convert_to_tensor(batch["src"]), keras.ops.convert_to_tensor(batch["src_mask"]))],
     keras.ops.convert_to_tensor(np.full(len(batch["src"]), 1, np.int64)))
-np.testing.assert_allclose(logits, np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+close(logits, np.asarray(want[0]))
 calls.append(sorted(getattr(model, keras_weights.COMPILED)))
 import gc, weakref
 gone = weakref.ref(model)
