@@ -272,6 +272,19 @@ LOSS_RTOL = 5e-3  # every loss: rounding grows as it does between thread counts
 WEIGHT_RTOL = 2e-2  # final weights, relative to each tensor's largest value (was 5e-3; see below)
 
 
+def weights_apart(w1: dict, w2: dict) -> tuple[float, str]:
+    """(largest difference, tensor name) over the float tensors of two weight dicts, in float64, each
+    relative to its tensor's largest value (at least 1)."""
+    return max(
+        (
+            float(np.max(np.abs(w1[k].astype(np.float64) - w2[k])) / max(1.0, float(np.max(np.abs(w1[k]))))),
+            k,
+        )
+        for k in w1
+        if w1[k].dtype.kind == "f"
+    )
+
+
 def replicas_disagree(one, two, w1: dict, w2: dict) -> list[str]:
     """How a run on 2 replicas departs from the same run on 1 (empty: they agree); `one`, `two`: per-step
     losses, `w1`, `w2`: final weights. tests/test_tolerances.py feeds it runs with injected bugs."""
@@ -287,14 +300,7 @@ def replicas_disagree(one, two, w1: dict, w2: dict) -> list[str]:
         )
     # Float32 drift, not a data-parallel effect: on 2026-11-27 the same 1-replica run with 2 threads instead
     # of 1 ended 7.8e-3 apart (conv1.weight, relative to its largest value); 2 replicas ended 6.6e-3 apart.
-    worst, where = max(
-        (
-            float(np.max(np.abs(w1[k].astype(np.float64) - w2[k])) / max(1.0, float(np.max(np.abs(w1[k]))))),
-            k,
-        )
-        for k in w1
-        if w1[k].dtype.kind == "f"
-    )
+    worst, where = weights_apart(w1, w2)
     if worst > WEIGHT_RTOL:
         failures.append(f"final weights differ by {worst:.2e} > {WEIGHT_RTOL:g} ({where})")
     return failures
@@ -329,8 +335,9 @@ def test_two_cpu_replicas_follow_one_replica(fw, tmp_path):
     assert_written_once(tmp_path / "two", steps=5)
 
 
-# The Keras trainer's session on MirroredStrategy (REPLICAS logical CPUs, BatchNorm over the global batch
-# unless SYNC_BN is 0), computing in float64 as shared/parity/trainers.py does: the recipe above, one epoch.
+# The Keras trainer's session on MirroredStrategy (argv: replicas as logical CPUs, 1/0 for BatchNorm over the
+# global batch, the .npz to write), computing in float64 as shared/parity/trainers.py does: the recipe
+# above, one epoch.
 KERAS_REPLICAS_FLOAT64 = """
 import sys
 import numpy as np
@@ -382,11 +389,7 @@ def float64_disagreement(one, two) -> list[str]:
     worst = max(abs(a - b) / abs(a) for a, b in zip(l1, l2))
     if worst > FLOAT64_RTOL:
         failures.append(f"losses differ by {worst:.2e} > {FLOAT64_RTOL:g}")
-    worst, where = max(
-        (float(np.max(np.abs(w1[k] - w2[k])) / max(1.0, float(np.max(np.abs(w1[k]))))), k)
-        for k in w1
-        if w1[k].dtype.kind == "f"
-    )
+    worst, where = weights_apart(w1, w2)
     if worst > FLOAT64_RTOL:
         failures.append(f"final weights differ by {worst:.2e} > {FLOAT64_RTOL:g} ({where})")
     return failures
